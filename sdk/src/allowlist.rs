@@ -1,0 +1,1 @@
+//! Allowlist format: accepted measurement sets published by the image builder. (in progress)

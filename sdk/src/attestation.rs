@@ -1,0 +1,1 @@
+//! The attestation document (`attestation.json`) and the REPORTDATA binding. (in progress)

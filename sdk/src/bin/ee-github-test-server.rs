@@ -1,0 +1,2 @@
+//! A local GitHub-API-compatible server for tests.
+fn main() {}

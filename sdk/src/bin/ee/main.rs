@@ -1,0 +1,2 @@
+//! `ee`: the Easy Enclave command-line tool.
+fn main() {}

@@ -1,0 +1,1 @@
+//! The RTMR3 runtime event log. (in progress)

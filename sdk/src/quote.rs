@@ -1,0 +1,1 @@
+//! TDX quote parsing (v4, v5). (in progress)

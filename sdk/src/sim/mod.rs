@@ -1,0 +1,1 @@
+//! Simulated TDX platform (feature `sim`). (in progress)

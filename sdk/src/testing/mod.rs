@@ -1,0 +1,1 @@
+//! Test support (feature `test-server`). (in progress)

@@ -1,0 +1,1 @@
+//! DCAP verification under an explicit policy. (in progress)
