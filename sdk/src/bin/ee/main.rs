@@ -1,2 +1,65 @@
 //! `ee`: the Easy Enclave command-line tool.
-fn main() {}
+//!
+//! Exit codes: 0 success; 1 the subject was checked and rejected (a quote that
+//! does not verify, a policy that does not hold); 2 the command could not run
+//! (bad arguments, unreadable or malformed input).
+
+mod quote_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "ee",
+    version,
+    about = "Easy Enclave: inspect and verify Intel TDX attestations",
+    long_about = "Easy Enclave runs workloads in Intel TDX trust domains and lets anyone \
+check what runs there. `ee` inspects and verifies TDX quotes with Intel DCAP \
+under an explicit policy.\n\nExit status: 0 verified/succeeded, 1 rejected \
+(the input was understood and failed a check), 2 usage or input error."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with TDX quotes.
+    #[command(subcommand)]
+    Quote(quote_cmd::QuoteCommand),
+}
+
+/// How a command ended, mapped to the exit status.
+pub enum Failure {
+    /// The input was understood and a check rejected it (exit 1).
+    Rejected(anyhow::Error),
+    /// The command could not run: bad arguments or unreadable input (exit 2).
+    Input(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Input(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Quote(cmd) => quote_cmd::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Rejected(e)) => {
+            eprintln!("ee: rejected: {e:#}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Input(e)) => {
+            eprintln!("ee: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
