@@ -15,13 +15,15 @@
 pub mod allowlist;
 pub mod attestation;
 pub mod canonical;
-pub mod collateral;
 pub mod eventlog;
 pub mod hexser;
 pub mod input;
+pub mod launch;
 pub mod quote;
 pub mod rtmr;
 
+#[cfg(feature = "verify")]
+pub mod collateral;
 #[cfg(feature = "verify")]
 pub mod verify;
 

@@ -1,1 +1,3 @@
-//! Test support (feature `test-server`). (in progress)
+//! Test support (feature `test-server`): local stand-ins for external services.
+
+pub mod github_server;

@@ -1,1 +1,0 @@
-//! Blocking GitHub REST client (github.com or a GitHub Enterprise Server base URL). (in progress)

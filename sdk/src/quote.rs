@@ -1,1 +1,0 @@
-//! TDX quote parsing (v4, v5). (in progress)
