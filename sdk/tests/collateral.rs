@@ -496,6 +496,10 @@ fn corrupt_or_foreign_files_are_misses_and_get_replaced() {
     ];
     for (what, bytes, problem) in damaged {
         fs::write(&path, bytes).unwrap();
+        // A file damaged between runs: a new process opens the cache. (The
+        // cache that wrote the good bundle still serves it from memory.)
+        assert!(cache.get(&key, TDX_QUOTE_NOW).hit().is_some(), "{what}");
+        let cache = CollateralCache::new(dir.path());
         match cache.get(&key, TDX_QUOTE_NOW) {
             CacheLookup::Miss(MissReason::Unreadable(CacheError::Corrupt {
                 path: reported,
@@ -1030,4 +1034,25 @@ mod fetch {
         assert_eq!(cold.collateral, warm.collateral);
         assert_eq!(warm.collateral, expected);
     }
+}
+
+#[test]
+fn a_warm_cache_serves_from_memory_within_the_validity_window_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = CollateralCache::new(dir.path());
+    let key = tdx_key();
+    let collateral = sample("tdx_quote");
+    cache.put(&key, &collateral).unwrap();
+
+    // The file is gone, but this cache (and its clones) still hold the bundle.
+    fs::remove_file(cache.path_for(&key)).unwrap();
+    assert_eq!(cache.get(&key, TDX_QUOTE_NOW).hit(), Some(collateral.clone()));
+    assert_eq!(cache.clone().get(&key, TDX_QUOTE_NOW).hit(), Some(collateral));
+    // Memory does not stretch the bundle's validity.
+    assert!(cache.get(&key, TD15EX_NOW).hit().is_none());
+    // A separate cache on the same directory starts cold.
+    assert!(CollateralCache::new(dir.path())
+        .get(&key, TDX_QUOTE_NOW)
+        .hit()
+        .is_none());
 }

@@ -3,6 +3,12 @@
 //!
 //! One file per (source, FMSPC, PCK CA), replaced atomically, so readers
 //! never see a half-written entry and a damaged file is only a cache miss.
+//!
+//! A long-running verifier checks many quotes against the same bundle, so
+//! each cache also keeps the bundles it has read or written in memory,
+//! together with their validity window: a warm lookup then costs a map
+//! lookup and a clone, not a file read, a JSON parse and X.509 parsing of
+//! every CRL and certificate. Clones of a cache share that memory.
 
 use std::{
     fs::{self, DirBuilder, File, OpenOptions, Permissions},
@@ -10,7 +16,9 @@ use std::{
     os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
     sync::atomic::{AtomicU64, Ordering},
+    sync::{Arc, Mutex},
 };
+use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
@@ -158,16 +166,37 @@ pub struct Obtained {
     pub provenance: Provenance,
 }
 
+/// Bundles this cache has read or written, with their validity windows.
+type MemoryLayer = Arc<Mutex<HashMap<CacheKey, (Collateral, Validity)>>>;
+
 /// A directory of cached collateral bundles.
 #[derive(Clone, Debug)]
 pub struct CollateralCache {
     dir: PathBuf,
+    memory: MemoryLayer,
 }
 
 impl CollateralCache {
     /// A cache in `dir`; the directory is created (mode 0755) on first `put`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            memory: MemoryLayer::default(),
+        }
+    }
+
+    /// The in-memory copy for `key` if it is current at `now`. A poisoned
+    /// lock (a panic elsewhere while holding it) only disables the layer.
+    fn remembered(&self, key: &CacheKey, now: u64) -> Option<Collateral> {
+        let memory = self.memory.lock().ok()?;
+        let (collateral, validity) = memory.get(key)?;
+        validity.contains(now).then(|| collateral.clone())
+    }
+
+    fn remember(&self, key: &CacheKey, collateral: &Collateral, validity: Validity) {
+        if let Ok(mut memory) = self.memory.lock() {
+            memory.insert(key.clone(), (collateral.clone(), validity));
+        }
     }
 
     /// The cache directory.
@@ -183,6 +212,9 @@ impl CollateralCache {
     /// The bundle cached for `key`, if there is one and it is current at
     /// `now` (Unix seconds).
     pub fn get(&self, key: &CacheKey, now: u64) -> CacheLookup {
+        if let Some(collateral) = self.remembered(key, now) {
+            return CacheLookup::Hit(collateral);
+        }
         let path = self.path_for(key);
         let bytes = match read_capped(&path) {
             Ok(Some(bytes)) => bytes,
@@ -194,7 +226,10 @@ impl CollateralCache {
             Ok((collateral, validity))
         });
         match entry {
-            Ok((collateral, validity)) if validity.contains(now) => CacheLookup::Hit(collateral),
+            Ok((collateral, validity)) if validity.contains(now) => {
+                self.remember(key, &collateral, validity);
+                CacheLookup::Hit(collateral)
+            }
             Ok((_, validity)) => CacheLookup::Miss(MissReason::OutsideValidity(validity)),
             Err(problem) => CacheLookup::Miss(MissReason::Unreadable(CacheError::Corrupt {
                 path,
@@ -217,7 +252,11 @@ impl CollateralCache {
             "collateral": bundle.to_json_value(),
         });
         self.create_dir()?;
-        write_atomically(&self.dir, &key.file_name(), format!("{entry:#}").as_bytes())
+        write_atomically(&self.dir, &key.file_name(), format!("{entry:#}").as_bytes())?;
+        if let Ok(validity) = bundle.validity() {
+            self.remember(key, &bundle, validity);
+        }
+        Ok(())
     }
 
     /// The cached bundle for `key` if it is current at `now`; otherwise call
