@@ -63,7 +63,11 @@ fn verify_sample_quote_json() {
         "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"
     );
     for reg in ["rtmr0", "rtmr1", "rtmr2", "rtmr3"] {
-        assert_eq!(doc["measurements"][reg].as_str().unwrap().len(), 96, "{reg}");
+        assert_eq!(
+            doc["measurements"][reg].as_str().unwrap().len(),
+            96,
+            "{reg}"
+        );
     }
 }
 
@@ -86,9 +90,17 @@ fn verify_accepts_hex_and_base64_quote_files() {
 #[test]
 fn rejected_quotes_exit_1_with_the_reason() {
     let c = sample_path("tdx_quote_collateral.json");
-    let expired = ee(&verify_args(&sample_path("tdx_quote"), &c, &["--now", "1752919235"]));
+    let expired = ee(&verify_args(
+        &sample_path("tdx_quote"),
+        &c,
+        &["--now", "1752919235"],
+    ));
     assert_eq!(expired.status.code(), Some(1));
-    assert!(stderr(&expired).contains("rejected"), "{}", stderr(&expired));
+    assert!(
+        stderr(&expired).contains("rejected"),
+        "{}",
+        stderr(&expired)
+    );
 
     let sgx = ee(&verify_args(
         &sample_path("sgx_quote"),
@@ -136,7 +148,10 @@ fn accept_status_and_root_select_policy_and_trust() {
     let out = ee(&verify_args(&q, &c, &args));
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("OutOfDate") && err.contains("EE-SIM-SA-"), "{err}");
+    assert!(
+        err.contains("OutOfDate") && err.contains("EE-SIM-SA-"),
+        "{err}"
+    );
 
     // Opting in to OutOfDate accepts it.
     args.extend(["--accept-status", "OutOfDate", "--json"]);
@@ -157,7 +172,13 @@ fn inspect_prints_every_field() {
     let out = ee(&["quote", "inspect", &sample_path("tdx_quote_td15ex")]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    for field in ["mr_td", "rtmr3", "report_data", "qe_vendor_id", "mr_servicetd"] {
+    for field in [
+        "mr_td",
+        "rtmr3",
+        "report_data",
+        "qe_vendor_id",
+        "mr_servicetd",
+    ] {
         assert!(text.contains(field), "text lacks {field}");
     }
     let out = ee(&["quote", "inspect", "--json", &sample_path("tdx_quote")]);
@@ -225,4 +246,56 @@ fn bad_input_gives_a_clear_error_and_no_panic() {
     let out = ee(&["quote", "inspect", "/nonexistent/quote.bin"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("/nonexistent/quote.bin"));
+}
+
+#[test]
+fn verify_without_collateral_file_uses_the_cache_then_the_service() {
+    use easyenclave::collateral::{
+        fmspc_and_ca_from_quote, CacheKey, Collateral, CollateralCache, CollateralSource,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cache_dir = dir.path().join("cache");
+    let cache_dir_arg = cache_dir.to_string_lossy().into_owned();
+    let quote = sample_path("tdx_quote");
+    // Nothing listens on port 9 of loopback: a fetch fails at once.
+    let pccs = "http://127.0.0.1:9";
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "quote",
+            "verify",
+            quote.as_str(),
+            "--cache-dir",
+            cache_dir_arg.as_str(),
+            "--pccs",
+            pccs,
+            "--now",
+            V4_NOW,
+        ];
+        a.extend_from_slice(extra);
+        a.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let run = |a: Vec<String>| {
+        Command::new(env!("CARGO_BIN_EXE_ee"))
+            .args(a)
+            .output()
+            .unwrap()
+    };
+
+    // Cold cache, unreachable service: an input error naming the service.
+    let out = run(args(&[]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("127.0.0.1:9"), "{}", stderr(&out));
+
+    // Warm cache: verified with no network at all.
+    let (fmspc, ca) = fmspc_and_ca_from_quote(&common::sample("tdx_quote")).unwrap();
+    let collateral = Collateral::from_json(&common::sample("tdx_quote_collateral.json")).unwrap();
+    CollateralCache::new(&cache_dir)
+        .put(
+            &CacheKey::new(CollateralSource::Pccs(pccs.into()), fmspc, ca),
+            &collateral,
+        )
+        .unwrap();
+    let out = run(args(&[]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("UpToDate"));
 }

@@ -1046,8 +1046,14 @@ fn a_warm_cache_serves_from_memory_within_the_validity_window_only() {
 
     // The file is gone, but this cache (and its clones) still hold the bundle.
     fs::remove_file(cache.path_for(&key)).unwrap();
-    assert_eq!(cache.get(&key, TDX_QUOTE_NOW).hit(), Some(collateral.clone()));
-    assert_eq!(cache.clone().get(&key, TDX_QUOTE_NOW).hit(), Some(collateral));
+    assert_eq!(
+        cache.get(&key, TDX_QUOTE_NOW).hit(),
+        Some(collateral.clone())
+    );
+    assert_eq!(
+        cache.clone().get(&key, TDX_QUOTE_NOW).hit(),
+        Some(collateral)
+    );
     // Memory does not stretch the bundle's validity.
     assert!(cache.get(&key, TD15EX_NOW).hit().is_none());
     // A separate cache on the same directory starts cold.

@@ -10,6 +10,7 @@
 //! lookup and a clone, not a file read, a JSON parse and X.509 parsing of
 //! every CRL and certificate. Clones of a cache share that memory.
 
+use std::collections::HashMap;
 use std::{
     fs::{self, DirBuilder, File, OpenOptions, Permissions},
     io::{self, Read as _, Write as _},
@@ -18,7 +19,6 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
     sync::{Arc, Mutex},
 };
-use std::collections::HashMap;
 
 use serde_json::{json, Value};
 

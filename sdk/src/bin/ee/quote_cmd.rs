@@ -8,7 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
 use easyenclave::allowlist::Allowlist;
-use easyenclave::collateral::{Collateral, MAX_COLLATERAL_JSON_BYTES};
+use easyenclave::collateral::{
+    default_cache_dir, fetch, fmspc_and_ca_from_quote, CacheKey, Collateral, CollateralCache,
+    CollateralSource, FetchOptions, Provenance, MAX_COLLATERAL_JSON_BYTES,
+};
 use easyenclave::input;
 use easyenclave::quote::{Quote, MAX_QUOTE_LEN};
 use easyenclave::verify::{Policy, StatusName, TrustRoot, Verifier};
@@ -47,9 +50,17 @@ pub struct VerifyArgs {
     /// Quote file (raw, hex or base64).
     file: PathBuf,
     /// Collateral JSON (TCB info, QE identity, CRLs and issuer chains), in the
-    /// format dcap-qvl and `ee` write.
+    /// format dcap-qvl and `ee` write. Without it, collateral comes from the
+    /// cache or, when the cache has none valid now, from --pccs or Intel PCS.
     #[arg(long, value_name = "FILE")]
-    collateral: PathBuf,
+    collateral: Option<PathBuf>,
+    /// Fetch collateral from this PCCS instead of Intel PCS
+    /// (https://api.trustedservices.intel.com).
+    #[arg(long, value_name = "URL", conflicts_with = "collateral")]
+    pccs: Option<String>,
+    /// Collateral cache directory [default: $XDG_CACHE_HOME/easyenclave/collateral].
+    #[arg(long, value_name = "DIR", conflicts_with = "collateral")]
+    cache_dir: Option<PathBuf>,
     /// Verify as of this time (Unix seconds) instead of now. Collateral is only
     /// valid within its own issue and next-update dates.
     #[arg(long, value_name = "UNIX_SECONDS")]
@@ -113,14 +124,11 @@ fn inspect(file: &Path, json: bool) -> Result<(), Failure> {
 
 fn verify(args: &VerifyArgs) -> Result<(), Failure> {
     let quote = read_quote(&args.file)?;
-    let collateral_json = read_capped(&args.collateral, MAX_COLLATERAL_FILE)?;
-    let collateral = Collateral::from_json(&collateral_json)
-        .with_context(|| format!("collateral {}", args.collateral.display()))?;
     let policy = build_policy(args)?;
     let root = match &args.root {
-        Some(path) => TrustRoot::Explicit(
-            input::read_binary(path, MAX_ROOT_FILE).context("--root")?,
-        ),
+        Some(path) => {
+            TrustRoot::Explicit(input::read_binary(path, MAX_ROOT_FILE).context("--root")?)
+        }
         None => TrustRoot::IntelProduction,
     };
     let now = match args.now {
@@ -129,6 +137,14 @@ fn verify(args: &VerifyArgs) -> Result<(), Failure> {
             .duration_since(UNIX_EPOCH)
             .context("system clock is before 1970")?
             .as_secs(),
+    };
+    let collateral = match &args.collateral {
+        Some(path) => {
+            let json = read_capped(path, MAX_COLLATERAL_FILE)?;
+            Collateral::from_json(&json)
+                .with_context(|| format!("collateral {}", path.display()))?
+        }
+        None => collateral_from_service(args, &quote, now)?,
     };
     let verifier = Verifier::with_root(root, policy);
     match verifier.verify(&quote, &collateral, now) {
@@ -171,6 +187,44 @@ fn verify(args: &VerifyArgs) -> Result<(), Failure> {
     }
 }
 
+/// Collateral for `quote` from the cache, or fetched and cached when the
+/// cache holds none that is valid at `now`.
+fn collateral_from_service(
+    args: &VerifyArgs,
+    quote: &[u8],
+    now: u64,
+) -> Result<Collateral, Failure> {
+    let (fmspc, ca) = fmspc_and_ca_from_quote(quote)
+        .map_err(|e| Failure::Rejected(anyhow!("cannot read the PCK certificate: {e}")))?;
+    let source = match &args.pccs {
+        Some(url) => CollateralSource::Pccs(url.clone()),
+        None => CollateralSource::IntelPcs,
+    };
+    let dir = match args.cache_dir.clone().or_else(default_cache_dir) {
+        Some(dir) => dir,
+        None => {
+            return Err(
+                anyhow!("no cache directory: set --cache-dir, XDG_CACHE_HOME or HOME").into(),
+            )
+        }
+    };
+    let cache = CollateralCache::new(dir);
+    let key = CacheKey::new(source.clone(), fmspc, ca);
+    let obtained = cache
+        .get_or_fetch(&key, now, |key| {
+            eprintln!(
+                "ee: fetching collateral for FMSPC {fmspc} from {}",
+                key.source.base_url()
+            );
+            fetch(&key.source, fmspc, ca, None, &FetchOptions::default())
+        })
+        .context("fetching collateral")?;
+    if let Provenance::Fetched { stored: Err(e), .. } = &obtained.provenance {
+        eprintln!("ee: warning: collateral not cached: {e}");
+    }
+    Ok(obtained.collateral)
+}
+
 fn build_policy(args: &VerifyArgs) -> anyhow::Result<Policy> {
     let mut policy = Policy::default().allow_debug(args.allow_debug);
     for s in &args.accept_status {
@@ -181,7 +235,8 @@ fn build_policy(args: &VerifyArgs) -> anyhow::Result<Policy> {
     }
     if let Some(path) = &args.allowlist {
         let bytes = read_capped(path, MAX_ALLOWLIST_FILE)?;
-        let list = Allowlist::from_json(&bytes).with_context(|| format!("allowlist {}", path.display()))?;
+        let list = Allowlist::from_json(&bytes)
+            .with_context(|| format!("allowlist {}", path.display()))?;
         policy = policy.with_allowlist(list);
     }
     Ok(policy)
