@@ -9,10 +9,10 @@
 //!   followed by `Verifier::verify` — what a long-running verifier does per
 //!   quote.
 //!
-//! The sample is located through `cargo metadata`, like the tests.
+//! The sample is located through `cargo metadata`, as in the tests.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use dcap_qvl::verify::QuoteVerifier;
@@ -22,29 +22,9 @@ use easyenclave::verify::{Policy, Verifier};
 /// Inside `tdx_quote`'s collateral window.
 const NOW: u64 = 1_750_329_200;
 
-fn sample_dir() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-    let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--manifest-path"])
-        .arg(manifest)
-        .output()
-        .expect("cargo metadata");
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
-    let manifest = meta["packages"]
-        .as_array()
-        .expect("packages")
-        .iter()
-        .find(|p| p["name"] == "dcap-qvl")
-        .and_then(|p| p["manifest_path"].as_str())
-        .expect("dcap-qvl in the graph");
-    Path::new(manifest).parent().expect("parent").join("sample")
-}
-
 fn bench_verify(c: &mut Criterion) {
-    let dir = sample_dir();
-    let quote = std::fs::read(dir.join("tdx_quote")).expect("quote");
-    let json = std::fs::read(dir.join("tdx_quote_collateral.json")).expect("collateral");
+    let quote = common::sample("tdx_quote");
+    let json = common::sample("tdx_quote_collateral.json");
     let collateral = Collateral::from_json(&json).expect("collateral parses");
 
     let cache_dir = tempfile::tempdir().expect("tempdir");

@@ -26,8 +26,7 @@ pub use dcap_qvl::TcbStatus;
 
 use crate::allowlist::{Allowlist, AllowlistMismatch, TdMeasurements};
 use crate::collateral::Collateral;
-use crate::quote::{Quote, QuoteError, TdAttributes};
-use crate::rtmr::Measurement;
+use crate::quote::{Quote, QuoteError, TdAttributes, TdReport10};
 
 /// Which root CA anchors the PCK certificate chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -186,39 +185,6 @@ fn display_ids(ids: &[String]) -> String {
     }
 }
 
-/// The measurement registers and TD identity fields of a verified quote.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Measurements {
-    #[serde(with = "crate::hexser")]
-    pub mrtd: Measurement,
-    #[serde(with = "crate::hexser")]
-    pub rtmr0: Measurement,
-    #[serde(with = "crate::hexser")]
-    pub rtmr1: Measurement,
-    #[serde(with = "crate::hexser")]
-    pub rtmr2: Measurement,
-    #[serde(with = "crate::hexser")]
-    pub rtmr3: Measurement,
-    #[serde(with = "crate::hexser")]
-    pub mr_seam: Measurement,
-    #[serde(with = "crate::hexser")]
-    pub mr_config_id: Measurement,
-    #[serde(with = "crate::hexser")]
-    pub mr_owner: Measurement,
-    #[serde(with = "crate::hexser")]
-    pub mr_owner_config: Measurement,
-    #[serde(serialize_with = "hex_u64")]
-    pub td_attributes: u64,
-    #[serde(serialize_with = "hex_u64")]
-    pub xfam: u64,
-    #[serde(with = "crate::hexser")]
-    pub report_data: [u8; 64],
-}
-
-fn hex_u64<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format!("{v:016x}"))
-}
-
 /// A quote that passed DCAP verification and the policy.
 #[derive(Clone, Debug, Serialize)]
 pub struct VerifiedQuote {
@@ -228,8 +194,9 @@ pub struct VerifiedQuote {
     pub advisory_ids: Vec<String>,
     /// Quote version (4 or 5).
     pub quote_version: u16,
-    /// Every measurement register and the report data.
-    pub measurements: Measurements,
+    /// The TD report: every measurement register, the TD attributes, XFAM
+    /// and the report data (the TD 1.0 part, which every body starts with).
+    pub measurements: TdReport10,
     /// Name of the allowlist entry the measurements matched, if an allowlist was given.
     pub allowlist_entry: Option<String>,
 }
@@ -321,7 +288,7 @@ impl Verifier {
                 names: unsafe_bits.join(", "),
             });
         }
-        let measurements = measurements_of(quote);
+        let measurements = quote.td_report().clone();
         let allowlist_entry = match &policy.allowlist {
             Some(list) => Some(list.check(&td_measurements(&measurements))?.name.clone()),
             None => None,
@@ -333,24 +300,6 @@ impl Verifier {
             measurements,
             allowlist_entry,
         })
-    }
-}
-
-fn measurements_of(quote: &Quote) -> Measurements {
-    let td = quote.td_report();
-    Measurements {
-        mrtd: td.mr_td,
-        rtmr0: td.rtmr0,
-        rtmr1: td.rtmr1,
-        rtmr2: td.rtmr2,
-        rtmr3: td.rtmr3,
-        mr_seam: td.mr_seam,
-        mr_config_id: td.mr_config_id,
-        mr_owner: td.mr_owner,
-        mr_owner_config: td.mr_owner_config,
-        td_attributes: td.td_attributes.value(),
-        xfam: u64::from_le_bytes(td.xfam),
-        report_data: td.report_data,
     }
 }
 
@@ -374,14 +323,14 @@ fn unsafe_attribute_names(attributes: &TdAttributes) -> Vec<&'static str> {
     names
 }
 
-fn td_measurements(m: &Measurements) -> TdMeasurements {
+fn td_measurements(td: &TdReport10) -> TdMeasurements {
     TdMeasurements {
-        mrtd: m.mrtd,
-        rtmr0: m.rtmr0,
-        rtmr1: m.rtmr1,
-        rtmr2: m.rtmr2,
-        td_attributes: m.td_attributes,
-        xfam: m.xfam,
+        mrtd: td.mr_td,
+        rtmr0: td.rtmr0,
+        rtmr1: td.rtmr1,
+        rtmr2: td.rtmr2,
+        td_attributes: td.td_attributes.value(),
+        xfam: u64::from_le_bytes(td.xfam),
     }
 }
 

@@ -59,7 +59,7 @@ fn verify_sample_quote_json() {
     assert_eq!(doc["status"], "UpToDate");
     assert_eq!(doc["advisory_ids"], serde_json::json!([]));
     assert_eq!(
-        doc["measurements"]["mrtd"],
+        doc["measurements"]["mr_td"],
         "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"
     );
     for reg in ["rtmr0", "rtmr1", "rtmr2", "rtmr3"] {

@@ -63,7 +63,7 @@ fn intel_v4_sample_is_up_to_date() {
         assert_eq!(v.status, "UpToDate");
         assert!(v.advisory_ids.is_empty());
         assert_eq!(v.quote_version, 4);
-        assert_eq!(v.measurements.td_attributes, 0x1000_0000);
+        assert_eq!(v.measurements.td_attributes.value(), 0x1000_0000);
     }
 }
 
@@ -74,7 +74,7 @@ fn intel_v5_td15ex_sample_is_up_to_date() {
     assert_eq!(v.quote_version, 5);
     // The measurements reported are the quote's own.
     let quote = Quote::parse(&common::sample("tdx_quote_td15ex")).unwrap();
-    assert_eq!(v.measurements.mrtd, quote.td_report().mr_td);
+    assert_eq!(&v.measurements, quote.td_report());
     assert_eq!(v.measurements.rtmr3, quote.td_report().rtmr3);
     assert_eq!(v.measurements.report_data, quote.td_report().report_data);
 }
@@ -213,7 +213,7 @@ fn debug_td_is_rejected_unless_the_policy_allows_debug() {
     let v = sim_verifier(&pki, Policy::default().allow_debug(true))
         .verify(&quote, &collateral, SIM_NOW)
         .unwrap();
-    assert_eq!(v.measurements.td_attributes & 1, 1);
+    assert!(v.measurements.td_attributes.debug());
 }
 
 #[test]

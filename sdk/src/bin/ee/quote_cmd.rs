@@ -165,12 +165,12 @@ fn verify(args: &VerifyArgs) -> Result<(), Failure> {
                     }
                 );
                 let m = &verified.measurements;
-                println!("  MRTD:          {}", hex::encode(m.mrtd));
+                println!("  MRTD:          {}", hex::encode(m.mr_td));
                 for (i, r) in [m.rtmr0, m.rtmr1, m.rtmr2, m.rtmr3].iter().enumerate() {
                     println!("  RTMR{i}:         {}", hex::encode(r));
                 }
-                println!("  TD attributes: {:016x}", m.td_attributes);
-                println!("  XFAM:          {:016x}", m.xfam);
+                println!("  TD attributes: {}", m.td_attributes);
+                println!("  XFAM:          {:016x}", u64::from_le_bytes(m.xfam));
                 if let Some(entry) = &verified.allowlist_entry {
                     println!("  allowlist:     matched {entry}");
                 }
