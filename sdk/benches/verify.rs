@@ -39,8 +39,10 @@ fn bench_verify(c: &mut Criterion) {
 
     let dcap = QuoteVerifier::new_prod();
     let ours = Verifier::new(Policy::default());
-    dcap.verify(&quote, collateral.as_dcap(), NOW).expect("dcap verifies");
-    ours.verify(&quote, &collateral, NOW).expect("ours verifies");
+    dcap.verify(&quote, collateral.as_dcap(), NOW)
+        .expect("dcap verifies");
+    ours.verify(&quote, &collateral, NOW)
+        .expect("ours verifies");
 
     let mut group = c.benchmark_group("verify_tdx_quote_v4");
     group.bench_function("dcap_qvl_verify", |b| {
