@@ -79,7 +79,10 @@ mod tests {
 
     #[test]
     fn round_trip_and_length_errors() {
-        let t = T { a: [1, 2, 3, 0xff], b: vec![0xab] };
+        let t = T {
+            a: [1, 2, 3, 0xff],
+            b: vec![0xab],
+        };
         let json = serde_json::to_string(&t).unwrap();
         assert_eq!(json, r#"{"a":"010203ff","b":"ab"}"#);
         assert_eq!(serde_json::from_str::<T>(&json).unwrap(), t);
