@@ -122,7 +122,8 @@ impl Policy {
 
     /// Reject any quote whose TCB level carries advisory `id`.
     pub fn reject_advisory(mut self, id: &str) -> Self {
-        self.rejected_advisories.insert(id.trim().to_ascii_uppercase());
+        self.rejected_advisories
+            .insert(id.trim().to_ascii_uppercase());
         self
     }
 
@@ -270,10 +271,11 @@ impl Verifier {
                 accepted,
             });
         }
-        if let Some(id) = advisory_ids
-            .iter()
-            .find(|id| policy.rejected_advisories.contains(&id.to_ascii_uppercase()))
-        {
+        if let Some(id) = advisory_ids.iter().find(|id| {
+            policy
+                .rejected_advisories
+                .contains(&id.to_ascii_uppercase())
+        }) {
             return Err(VerifyError::AdvisoryRejected {
                 id: id.clone(),
                 status,
@@ -350,7 +352,10 @@ mod tests {
             Err(PolicyError::RevokedNotAcceptable)
         );
         let err = StatusName::parse("Fine").unwrap_err().to_string();
-        assert!(err.contains("\"Fine\"") && err.contains("OutOfDate"), "{err}");
+        assert!(
+            err.contains("\"Fine\"") && err.contains("OutOfDate"),
+            "{err}"
+        );
     }
 
     #[test]

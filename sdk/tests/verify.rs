@@ -101,7 +101,10 @@ fn expired_collateral_is_rejected() {
     let err = verify_sample("tdx_quote", V4_UNTIL + 1).unwrap_err();
     assert!(matches!(err, VerifyError::Dcap(_)), "{err}");
     let msg = err.to_string().to_lowercase();
-    assert!(msg.contains("expired") || msg.contains("next update"), "{err}");
+    assert!(
+        msg.contains("expired") || msg.contains("next update"),
+        "{err}"
+    );
     // ...and collateral that is not yet valid.
     let err = verify_sample("tdx_quote", V4_FROM - 1).unwrap_err();
     assert!(err.to_string().contains("future"), "{err}");
@@ -314,9 +317,12 @@ fn allowlist_matches_and_mismatch_names_the_register() {
     let quote = td.quote(&[0; 64]).unwrap();
     let collateral = sim_collateral(&pki);
 
-    let v = sim_verifier(&pki, Policy::default().with_allowlist(allowlist_for(&td, None)))
-        .verify(&quote, &collateral, SIM_NOW)
-        .unwrap();
+    let v = sim_verifier(
+        &pki,
+        Policy::default().with_allowlist(allowlist_for(&td, None)),
+    )
+    .verify(&quote, &collateral, SIM_NOW)
+    .unwrap();
     assert_eq!(v.allowlist_entry.as_deref(), Some("sim-1cpu-1g"));
 
     let wrong = allowlist_for(&td, Some([9; 48]));
