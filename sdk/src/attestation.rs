@@ -385,3 +385,67 @@ mod quote_base64 {
             .map_err(|e| D::Error::custom(format!("quote is not valid base64: {e}")))
     }
 }
+
+/// Format version of [`ChallengeResponse`].
+pub const CHALLENGE_RESPONSE_VERSION: u32 = 1;
+
+/// An agent's answer to a challenge (`GET /attestation?nonce=HEX`): a quote
+/// made for this request, whose REPORTDATA is
+/// `report_data(&ChallengeStatement { nonce })`, with the event log and the
+/// RTMRs read under the same lock as the quote.
+///
+/// Nothing here is trusted by itself: a verifier checks the quote with DCAP,
+/// recomputes REPORTDATA from the nonce it sent, and replays the event log to
+/// the quote's RTMR3. `rtmrs` is a convenience copy for diagnostics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeResponse {
+    /// Format version, [`CHALLENGE_RESPONSE_VERSION`].
+    pub version: u32,
+    /// The TD quote, base64 in JSON.
+    #[serde(with = "quote_base64")]
+    pub quote: Vec<u8>,
+    /// The RTMR3 event log when the quote was made.
+    pub event_log: EventLog,
+    /// RTMR0..RTMR3 as the agent read them.
+    #[serde(with = "crate::hexser::list")]
+    pub rtmrs: Vec<Measurement>,
+    /// The REPORTDATA the agent asked for.
+    #[serde(with = "crate::hexser")]
+    pub report_data: ReportData,
+}
+
+impl ChallengeResponse {
+    /// Parse a response (size-capped like an attestation document).
+    pub fn from_json(bytes: &[u8]) -> Result<Self, AttestationError> {
+        if bytes.len() > MAX_DOCUMENT_BYTES {
+            return Err(AttestationError::TooLarge {
+                size: bytes.len(),
+                max: MAX_DOCUMENT_BYTES,
+            });
+        }
+        let response: ChallengeResponse =
+            serde_json::from_slice(bytes).map_err(|e| AttestationError::Json(e.to_string()))?;
+        if response.version != CHALLENGE_RESPONSE_VERSION {
+            return Err(invalid(
+                "version",
+                format!(
+                    "expected {CHALLENGE_RESPONSE_VERSION}, got {}",
+                    response.version
+                ),
+            ));
+        }
+        if response.rtmrs.len() != 4 {
+            return Err(invalid(
+                "rtmrs",
+                format!("expected 4 registers, got {}", response.rtmrs.len()),
+            ));
+        }
+        Ok(response)
+    }
+
+    /// The response as JSON.
+    pub fn to_json(&self) -> Result<String, AttestationError> {
+        serde_json::to_string(self).map_err(|e| AttestationError::Json(e.to_string()))
+    }
+}

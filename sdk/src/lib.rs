@@ -19,6 +19,7 @@ pub mod eventlog;
 pub mod hexser;
 pub mod input;
 pub mod launch;
+pub mod module_list;
 pub mod quote;
 pub mod rtmr;
 
