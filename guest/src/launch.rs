@@ -15,9 +15,7 @@ use easyenclave::launch::{LaunchConfig, LaunchConfigError, MAX_LAUNCH_CONFIG_BYT
 
 use crate::root::FsRoot;
 
-/// Guest path of the fw_cfg file holding the launch config.
-pub const FW_CFG_LAUNCH_CONFIG: &str =
-    "/sys/firmware/qemu_fw_cfg/by_name/opt/easyenclave/launch.json/raw";
+pub use easyenclave::launch::FW_CFG_GUEST_PATH as FW_CFG_LAUNCH_CONFIG;
 
 /// The launch config could not be obtained.
 #[derive(Debug, thiserror::Error)]

@@ -1,1 +1,183 @@
-fn main() {}
+//! `ee-image`: build Easy Enclave guest images.
+//!
+//! Exit status: 0 success, 1 the build failed, 2 bad arguments.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use ee_image::initramfs::{self, Compression, ExtraFile, InitramfsSpec, ModuleSelection};
+
+#[derive(Parser)]
+#[command(
+    name = "ee-image",
+    version,
+    about = "Build Easy Enclave guest images (reproducibly)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Pack a reproducible initramfs: /init, kernel modules with their
+    /// dependencies (decompressed) and load order in /etc/ee/modules, extra
+    /// files. Entries are sorted, owned by 0:0 and dated SOURCE_DATE_EPOCH
+    /// (or 0), so the same inputs give the same bytes.
+    Initramfs(InitramfsArgs),
+}
+
+#[derive(clap::Args)]
+struct InitramfsArgs {
+    /// The PID1 binary (static), installed as /init.
+    #[arg(long, value_name = "PATH")]
+    init: PathBuf,
+    /// The guest kernel's modules directory (lib/modules/<release>, with
+    /// modules.dep), e.g. /var/cache/easy-enclave/kernel/modules.
+    #[arg(long, value_name = "DIR", requires = "modules")]
+    kernel_modules: Option<PathBuf>,
+    /// A module to include with its dependencies (repeatable). Modules built
+    /// into the kernel are reported and skipped.
+    #[arg(long = "module", value_name = "NAME", requires = "kernel_modules")]
+    modules: Vec<String>,
+    /// An extra file, SOURCE:DEST with DEST absolute (repeatable).
+    #[arg(long = "file", value_name = "SRC:DEST")]
+    files: Vec<String>,
+    /// Compression of the archive.
+    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
+    compression: CompressionArg,
+    /// Output file (written atomically).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CompressionArg {
+    /// gzip, level 9.
+    Gzip,
+    /// An uncompressed cpio archive.
+    None,
+}
+
+/// The `--json` summary.
+#[derive(serde::Serialize)]
+struct Summary<'a> {
+    version: u32,
+    out: &'a Path,
+    size: usize,
+    /// SHA-384 of the file: the initrd digest the kernel's EFI stub extends
+    /// into RTMR2.
+    sha384: String,
+    kernel_release: Option<&'a str>,
+    modules: &'a [easyenclave::module_list::ModuleEntry],
+    builtin: &'a [String],
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Initramfs(args) => build_initramfs(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ee-image: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn build_initramfs(args: InitramfsArgs) -> anyhow::Result<()> {
+    let files = args
+        .files
+        .iter()
+        .map(|f| f.parse::<ExtraFile>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let spec = InitramfsSpec {
+        init: args.init,
+        modules: args.kernel_modules.map(|dir| ModuleSelection {
+            dir,
+            names: args.modules,
+        }),
+        files,
+        compression: match args.compression {
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::None => Compression::None,
+        },
+        mtime: source_date_epoch()?,
+    };
+    let built = initramfs::build(&spec)?;
+    write_atomically(&args.out, &built.bytes)?;
+    let sha384 = hex::encode(easyenclave::rtmr::sha384(&built.bytes));
+    if args.json {
+        let summary = Summary {
+            version: 1,
+            out: &args.out,
+            size: built.bytes.len(),
+            sha384,
+            kernel_release: built.kernel_release.as_deref(),
+            modules: &built.modules,
+            builtin: &built.builtin,
+        };
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        eprintln!(
+            "wrote {} ({} bytes, {} entries)\nsha384 {sha384}",
+            args.out.display(),
+            built.bytes.len(),
+            built.paths.len()
+        );
+        for module in &built.modules {
+            eprintln!("module {} -> {}", module.name, module.path);
+        }
+        for name in &built.builtin {
+            eprintln!("module {name}: built into the kernel, not packed");
+        }
+    }
+    Ok(())
+}
+
+/// Entry mtime: `SOURCE_DATE_EPOCH` (reproducible-builds.org) or 0.
+fn source_date_epoch() -> anyhow::Result<u32> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) => value.trim().parse::<u32>().with_context(|| {
+            format!("SOURCE_DATE_EPOCH={value:?} is not a number of seconds in 0..=4294967295")
+        }),
+        Err(std::env::VarError::NotPresent) => Ok(0),
+        Err(std::env::VarError::NotUnicode(_)) => bail!("SOURCE_DATE_EPOCH is not UTF-8"),
+    }
+}
+
+/// Write to a temporary file beside `path`, then rename, so a failed build
+/// never leaves a truncated image under the final name.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

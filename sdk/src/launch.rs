@@ -26,6 +26,16 @@ use serde_json::Value;
 
 /// The launch config format version this build reads and writes.
 pub const LAUNCH_CONFIG_VERSION: u32 = 1;
+
+/// The channel: QEMU's fw_cfg file of this name
+/// (`-fw_cfg name=opt/easyenclave/launch.json,file=...`). Not the kernel
+/// command line, which RTMR2 measures: the image's measurements must not
+/// depend on per-host configuration.
+pub const FW_CFG_NAME: &str = "opt/easyenclave/launch.json";
+
+/// Where the guest kernel's `qemu_fw_cfg` driver exposes [`FW_CFG_NAME`].
+pub const FW_CFG_GUEST_PATH: &str =
+    "/sys/firmware/qemu_fw_cfg/by_name/opt/easyenclave/launch.json/raw";
 /// Largest launch config accepted by [`LaunchConfig::parse`].
 pub const MAX_LAUNCH_CONFIG_BYTES: usize = 64 * 1024;
 /// GitHub's public REST API.

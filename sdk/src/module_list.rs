@@ -15,7 +15,7 @@ pub const MODULE_LIST_PATH: &str = "/etc/ee/modules";
 pub const MODULE_LIST_HEADER: &str = "ee-modules 1";
 
 /// One listed module.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ModuleEntry {
     /// Module name, e.g. `tdx_guest`.
     pub name: String,
