@@ -41,9 +41,27 @@ pub enum QuoteCommand {
     },
     /// Verify a TDX quote with Intel DCAP and check it against a policy.
     ///
-    /// Exits 0 only when the quote verifies and the policy holds.
+    /// Exits 0 only when the quote verifies and the policy holds; 1 when it is
+    /// rejected, with the failed check named; 2 on bad arguments or input.
+    #[command(after_long_help = VERIFY_EXAMPLES)]
     Verify(VerifyArgs),
 }
+
+const VERIFY_EXAMPLES: &str = "\
+Examples:
+  # Verify with collateral from Intel PCS (cached under ~/.cache/easyenclave):
+  ee quote verify quote.bin
+
+  # Offline, with a collateral file, as of a fixed time:
+  ee quote verify quote.hex --collateral collateral.json --now 1750329200
+
+  # Also accept a platform that needs a software hardening update, except
+  # when it carries a given advisory, and require known measurements:
+  ee quote verify quote.b64 --accept-status SWHardeningNeeded \\
+      --reject-advisory INTEL-SA-00837 --allowlist allowlist.json
+
+  # A simulated-platform quote (dev images): trust its root explicitly:
+  ee quote verify sim.quote --collateral sim-collateral.json --root sim-root.der";
 
 #[derive(Args)]
 pub struct VerifyArgs {
