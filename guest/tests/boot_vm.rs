@@ -1,0 +1,481 @@
+//! Boot test: ee-init as PID1 of a real VM. Each test builds the static musl
+//! ee-init, packs it as `/init` of an initramfs with the guest modules of
+//! Debian's cloud kernel (the cache `scripts/install-deps` fills), boots it
+//! with `qemu-system-x86_64 -accel tcg -smp 1`, passes the launch config over
+//! fw_cfg and talks to the agent API through a forwarded port.
+//!
+//! - a `sim` build: `/health` answers, `/attestation` quotes verify with the
+//!   simulated root, bind the nonce, and their event log replays to RTMR3;
+//! - a release-shaped build: no TDX provider under TCG, and both endpoints
+//!   say so; a service that keeps crashing is reaped and restarted while the
+//!   agent keeps answering;
+//! - an invalid launch config: the VM powers itself off, naming the field.
+//!
+//! ee-init's console timestamps give the time from PID1 start to the agent
+//! listening (printed with `--nocapture`).
+//!
+//! The musl binaries are built by `cargo build` into their own target
+//! directory (`<target>/ee-init-boot`), so the build does not wait for the
+//! lock that the running `cargo test` holds on the main one.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use easyenclave::attestation::{report_data, ChallengeStatement};
+use easyenclave::collateral::Collateral;
+use easyenclave::eventlog::{Event, EventLog};
+use easyenclave::launch::LaunchConfig;
+use easyenclave::sim::pki::SimPki;
+use easyenclave::sim::DEV_SEED;
+use easyenclave::verify::{Policy, TrustRoot, Verifier};
+use ee_image::initramfs::{self, Compression, ExtraFile, InitramfsSpec, ModuleSelection};
+use ee_image::vm::{
+    free_local_port, kernel_cache_dir, GuestKernel, PortForward, RunningVm, VmSpec,
+};
+use serde_json::Value;
+
+const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+/// The modules ee-init needs in a TD (image/README.md): the NIC, fw_cfg for
+/// the launch config, configfs-tsm and the TDX guest driver. Under TCG
+/// `tdx_guest` fails with ENODEV (no TDX CPU), which ee-init reports and
+/// survives.
+const GUEST_MODULES: &[&str] = &[
+    "virtio_net",
+    "qemu_fw_cfg",
+    "configfs",
+    "tsm_report",
+    "tdx_guest",
+];
+/// Variables (and prefixes) cargo sets for a test process, not for a build.
+const CARGO_TEST_ENV: &[&str] = &[
+    "CARGO_MANIFEST_",
+    "CARGO_PKG_",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_RUSTC_CURRENT_DIR",
+];
+/// The agent port in the guest (the launch config's default).
+const AGENT_PORT: u16 = 8443;
+/// Generous: a boot takes 5-8 s under TCG on a 2-core machine, several
+/// times that when other builds load it.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+/// A simulated quote under TCG takes well under a second; allow for load.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which ee-init build to boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Build {
+    /// `--features sim`: the simulated TD when there is no TDX provider.
+    Sim,
+    /// The release image's build: no simulated TD.
+    Release,
+}
+
+/// Build the static ee-init (once per test process) and return a copy of
+/// the binary that later builds of the other variant cannot overwrite.
+fn ee_init_binary(build: Build) -> PathBuf {
+    static BUILT: Mutex<BTreeMap<&'static str, PathBuf>> = Mutex::new(BTreeMap::new());
+    let name = match build {
+        Build::Sim => "sim",
+        Build::Release => "release",
+    };
+    // One build at a time: both variants share the target directory and
+    // its output path.
+    let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(path) = built.get(name) {
+        return path.clone();
+    }
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR is <target>/tmp")
+        .join("ee-init-boot");
+    let mut cargo = Command::new(env!("CARGO"));
+    // Drop what cargo set for this test process: build scripts that watch
+    // these variables (ring watches CARGO_MANIFEST_DIR) would otherwise see
+    // them change between this build and a plain one, and rebuild each time.
+    for (key, _) in std::env::vars_os() {
+        if let Some(key) = key.to_str() {
+            if CARGO_TEST_ENV.iter().any(|prefix| key.starts_with(prefix)) {
+                cargo.env_remove(key);
+            }
+        }
+    }
+    cargo
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "build",
+            "-p",
+            "ee-init",
+            "--release",
+            "--target",
+            MUSL_TARGET,
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    if build == Build::Sim {
+        cargo.args(["--features", "sim"]);
+    }
+    let output = cargo
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", env!("CARGO")));
+    assert!(
+        output.status.success(),
+        "{cargo:?} failed (needs `rustup target add {MUSL_TARGET}` and musl-tools, \
+         see scripts/install-deps):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let copy = target_dir.join(format!("ee-init-{name}"));
+    std::fs::copy(target_dir.join(MUSL_TARGET).join("release/ee-init"), &copy).unwrap();
+    eprintln!(
+        "ee-init ({name}): {} bytes",
+        std::fs::metadata(&copy).unwrap().len()
+    );
+    built.insert(name, copy.clone());
+    copy
+}
+
+/// A booted guest; dropping it kills QEMU.
+struct Guest {
+    vm: RunningVm,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Guest {
+    /// Pack `build` with the guest modules (and `extra` files), boot it with
+    /// `config` as the launch config.
+    fn boot(build: Build, config: &str, extra: &[(&str, &str)]) -> Guest {
+        let kernel = GuestKernel::from_cache(&kernel_cache_dir()).unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = Vec::new();
+        for (dest, content) in extra {
+            let source = dir
+                .path()
+                .join(dest.trim_start_matches('/').replace('/', "_"));
+            std::fs::write(&source, content).unwrap();
+            files.push(ExtraFile {
+                source,
+                dest: (*dest).to_owned(),
+            });
+        }
+        let image = initramfs::build(&InitramfsSpec {
+            init: ee_init_binary(build),
+            modules: Some(ModuleSelection {
+                dir: kernel.modules_dir.clone(),
+                names: GUEST_MODULES.iter().map(|m| (*m).to_owned()).collect(),
+            }),
+            files,
+            compression: Compression::Gzip,
+            mtime: 0,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let initrd = dir.path().join("initrd.img");
+        std::fs::write(&initrd, &image.bytes).unwrap();
+        let launch_config = dir.path().join("launch.json");
+        std::fs::write(&launch_config, config).unwrap();
+
+        let port = free_local_port().unwrap();
+        let mut spec = VmSpec::new(
+            kernel.vmlinux.clone(),
+            initrd,
+            dir.path().join("serial.log"),
+        );
+        spec.memory_mib = 512;
+        spec.cpus = 1;
+        spec.launch_config = Some(launch_config);
+        spec.forwards = vec![PortForward {
+            host: port,
+            guest: AGENT_PORT,
+        }];
+        let vm = RunningVm::start(&spec).unwrap_or_else(|e| panic!("{e}"));
+        Guest {
+            vm,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// Wait for `text` on the serial console.
+    fn wait_for(&mut self, text: &str) -> Duration {
+        self.vm
+            .wait_for_serial(text, BOOT_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn serial(&self) -> String {
+        self.vm.serial().unwrap()
+    }
+
+    /// `GET target` through the forwarded port: status and JSON body.
+    fn get(&self, target: &str) -> (u16, Value) {
+        let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).unwrap();
+        stream.set_read_timeout(Some(HTTP_TIMEOUT)).unwrap();
+        write!(stream, "GET {target} HTTP/1.1\r\nHost: guest\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .unwrap_or_else(|e| panic!("GET {target}: {e}\n{}", self.serial()));
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("GET {target}: no HTTP response: {response:?}"));
+        let status = head
+            .get(9..12)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("GET {target}: bad status line: {head:?}"));
+        let body = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("GET {target}: body is not JSON ({e}): {body:?}"));
+        (status, body)
+    }
+}
+
+/// A launch config for QEMU's user network (guest 10.0.2.15, gateway
+/// 10.0.2.2, DNS 10.0.2.3) with `repo`; `tag` makes it unique to the run, so
+/// the guest can only echo it back if it really read this config.
+fn launch_config(repo: &str, tag: &str) -> String {
+    format!(
+        r#"{{"version":1,"repo":"{repo}","endpoint":"{tag}.example.com:443","agent_port":{AGENT_PORT},"network":{{"mode":"static","address":"10.0.2.15/24","gateway":"10.0.2.2","dns":["10.0.2.3"]}}}}"#
+    )
+}
+
+fn unique_tag() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("boot-{nanos}")
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// ee-init's console lines, `[<ms since boot> ms] ee-init: <message>`, as
+/// (ms, message). Kernel messages can share a serial line, so the prefix is
+/// searched for anywhere in the line.
+fn console_lines(serial: &str) -> Vec<(u64, String)> {
+    const MARK: &str = " ms] ee-init: ";
+    serial
+        .lines()
+        .filter_map(|line| {
+            let at = line.find(MARK)?;
+            let open = line.get(..at)?.rfind('[')?;
+            let ms = line.get(open + 1..at)?.trim().parse().ok()?;
+            Some((ms, line.get(at + MARK.len()..)?.to_owned()))
+        })
+        .collect()
+}
+
+/// Boot-time figures from ee-init's console.
+#[derive(Debug)]
+struct Timings {
+    /// CLOCK_BOOTTIME when ee-init printed its first line.
+    pid1_start_ms: u64,
+    /// PID1 start to "agent listening", by the console timestamps.
+    to_listening_ms: u64,
+    /// Module loading, as ee-init reports it.
+    modules_ms: u64,
+}
+
+fn timings(lines: &[(u64, String)]) -> Timings {
+    let at = |prefix: &str| {
+        lines
+            .iter()
+            .find(|(_, m)| m.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no console line {prefix:?}: {lines:#?}"))
+    };
+    let (start, _) = at("ee-init ");
+    let (listening, _) = at("agent listening on ");
+    let (_, modules) = at("modules: ");
+    let modules_ms = modules
+        .rsplit_once(" in ")
+        .and_then(|(_, t)| t.strip_suffix(" ms"))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("module line without a time: {modules:?}"));
+    Timings {
+        pid1_start_ms: *start,
+        to_listening_ms: listening - start,
+        modules_ms,
+    }
+}
+
+/// GET /attestation for `nonce` and check what a verifier would: the quote
+/// verifies with the simulated root under the default policy, its
+/// REPORTDATA binds the nonce, and the event log replays to its RTMR3.
+fn attest(guest: &Guest, nonce: &[u8], config: &LaunchConfig) -> Vec<u8> {
+    let (status, body) = guest.get(&format!("/attestation?nonce={}", hex::encode(nonce)));
+    assert_eq!(status, 200, "{body}");
+    let quote = base64::engine::general_purpose::STANDARD
+        .decode(body["quote"].as_str().unwrap())
+        .unwrap();
+
+    let pki = SimPki::from_seed(DEV_SEED).unwrap();
+    let now = unix_now();
+    let collateral = Collateral::from(pki.collateral(now - 3600, now + 30 * 24 * 3600).unwrap());
+    let verified = Verifier::with_root(
+        TrustRoot::Explicit(pki.root_ca_der().to_vec()),
+        Policy::default(),
+    )
+    .verify(&quote, &collateral, now)
+    .unwrap_or_else(|e| panic!("the sim quote does not verify: {e}"));
+    assert_eq!(verified.status, "UpToDate");
+
+    let expected = report_data(&ChallengeStatement {
+        nonce: nonce.to_vec(),
+    })
+    .unwrap();
+    assert_eq!(
+        verified.measurements.report_data, expected,
+        "REPORTDATA binds the nonce"
+    );
+    assert_eq!(body["report_data"], hex::encode(expected));
+
+    let log = EventLog::from_json(body["event_log"].to_string().as_bytes()).unwrap();
+    log.verify_against(&verified.measurements.rtmr3)
+        .unwrap_or_else(|e| panic!("event log does not replay to RTMR3: {e}"));
+    let events: Vec<&Event> = log.events().collect();
+    assert!(
+        matches!(events[..], [Event::Config { .. }, Event::Ready {}]),
+        "expected the config event, then ready: {events:?}"
+    );
+    assert_eq!(log.config(), Some(config), "the measured config is ours");
+    assert_eq!(body["rtmrs"][3], hex::encode(verified.measurements.rtmr3));
+    quote
+}
+
+#[test]
+fn sim_build_boots_serves_health_and_verifiable_quotes() {
+    let tag = unique_tag();
+    let config_text = launch_config("octo/boot-test", &tag);
+    let config = LaunchConfig::parse(config_text.as_bytes()).unwrap();
+    let mut guest = Guest::boot(Build::Sim, &config_text, &[]);
+    // Host-side view of the same interval, as a check on the guest clock
+    // (to within the 20 ms the serial log is polled at).
+    let to_start = guest.wait_for("starting (PID1)");
+    let to_listening = guest.wait_for("agent listening on ");
+    let to_ready = guest.wait_for("ready: 2 events in the RTMR3 log");
+
+    let (status, health) = guest.get("/health");
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["tsm"]["backend"], "sim", "{health}");
+    assert_eq!(health["tsm"]["quotes"], true, "{health}");
+
+    let quote_a = attest(&guest, b"nonce A: boot test", &config);
+    let quote_b = attest(&guest, b"nonce B: boot test", &config);
+    assert_ne!(quote_a, quote_b, "a second nonce gives a different quote");
+
+    let serial = guest.serial();
+    let lines = console_lines(&serial);
+    let stamps: Vec<u64> = lines.iter().map(|(ms, _)| *ms).collect();
+    assert!(
+        stamps.windows(2).all(|w| w[0] <= w[1]),
+        "console timestamps go backwards: {stamps:?}"
+    );
+    let messages: Vec<&str> = lines.iter().map(|(_, m)| m.as_str()).collect();
+    let has = |needle: &str| messages.iter().any(|m| m.contains(needle));
+    assert!(
+        has(&format!(
+            "repo octo/boot-test, endpoint {tag}.example.com:443"
+        )),
+        "{serial}"
+    );
+    assert!(has("network: eth0 10.0.2.15/24 via 10.0.2.2"), "{serial}");
+    // Under TCG there is no TDX CPU: tdx_guest refuses to load (ENODEV), and
+    // the sim build falls back to the simulated TD.
+    assert!(
+        has("module tdx_guest (") && has("FAILED to load: finit_module: ENODEV"),
+        "{serial}"
+    );
+    assert!(has("using the simulated TD"), "{serial}");
+    for (ms, message) in &lines {
+        eprintln!("  [{ms:>6} ms] {message}");
+    }
+    let t = timings(&lines);
+    eprintln!(
+        "TCG boot (sim): QEMU start to ready {to_ready:.2?}; ee-init started at {} ms after boot; \
+         PID1 start to agent listening {} ms (host clock: {} ms), of which module loading {} ms, \
+         the rest {} ms",
+        t.pid1_start_ms,
+        t.to_listening_ms,
+        to_listening.saturating_sub(to_start).as_millis(),
+        t.modules_ms,
+        t.to_listening_ms.saturating_sub(t.modules_ms)
+    );
+}
+
+#[test]
+fn release_build_without_tdx_says_so_and_survives_a_crashing_service() {
+    // The only program in the image is ee-init itself: not PID1 and with a
+    // bad argument it exits with status 2 at once, a service that keeps
+    // crashing.
+    let services = "crasher always /init --no-such-flag\n";
+    let mut guest = Guest::boot(
+        Build::Release,
+        &launch_config("octo/boot-test", &unique_tag()),
+        &[("/etc/ee/services", services)],
+    );
+    guest.wait_for("ready: ");
+    // PID1 reaped it (SIGCHLD) and restarts it with a growing back-off.
+    guest.wait_for("service crasher (pid ");
+    guest.wait_for("exited with status 2; restarting in 1000 ms");
+
+    let (status, health) = guest.get("/health");
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["tsm"]["backend"], "none", "{health}");
+    assert_eq!(health["tsm"]["quotes"], false, "{health}");
+    let detail = health["tsm"]["detail"].as_str().unwrap();
+    assert!(detail.contains("no TDX provider"), "{health}");
+
+    let (status, body) = guest.get("/attestation?nonce=00ff");
+    assert_eq!(status, 503, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("no TDX provider"), "{body}");
+
+    let serial = guest.serial();
+    assert!(serial.contains("config event NOT measured"), "{serial}");
+    assert!(
+        serial.matches("started service crasher (pid ").count() >= 2,
+        "{serial}"
+    );
+    let t = timings(&console_lines(&serial));
+    eprintln!(
+        "TCG boot (release): PID1 start to agent listening {} ms, of which module loading {} ms",
+        t.to_listening_ms, t.modules_ms
+    );
+}
+
+#[test]
+fn invalid_launch_config_powers_off_naming_the_field() {
+    let mut guest = Guest::boot(
+        Build::Release,
+        &launch_config("not a repo", &unique_tag()),
+        &[],
+    );
+    guest.wait_for("FATAL: ");
+    let status = guest
+        .vm
+        .wait_for_exit(BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("the VM did not power off: {e}"));
+    let serial = guest.serial();
+    assert!(status.success(), "QEMU exit status {status}\n{serial}");
+    assert!(
+        serial.contains(
+            "FATAL: launch config rejected: repo: must be owner/name, got \"not a repo\""
+        ),
+        "{serial}"
+    );
+    assert!(serial.contains("powering off"), "{serial}");
+    assert!(!serial.contains("agent listening"), "{serial}");
+}
