@@ -299,3 +299,47 @@ fn verify_without_collateral_file_uses_the_cache_then_the_service() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("UpToDate"));
 }
+
+#[test]
+fn sim_root_and_collateral_verify_dev_image_quotes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("sim-root.der");
+    let collateral = dir.path().join("sim-collateral.json");
+    let (root_arg, collateral_arg) = (
+        root.to_string_lossy().into_owned(),
+        collateral.to_string_lossy().into_owned(),
+    );
+    let out = ee(&["sim", "root", "--out", &root_arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ee(&[
+        "sim",
+        "collateral",
+        "--out",
+        &collateral_arg,
+        "--issued",
+        "1800000000",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A quote as a sim dev image makes it (same public seed).
+    let pki = SimPki::from_seed(easyenclave::sim::DEV_SEED).unwrap();
+    assert_eq!(std::fs::read(&root).unwrap(), pki.root_ca_der());
+    let quote = SimTd::new(&pki, SimTdConfig::default())
+        .quote(&[3; 64])
+        .unwrap();
+    let q = write(dir.path(), "dev.quote", &quote);
+
+    let at = ["--now", "1800000100"];
+    let mut with_root = at.to_vec();
+    with_root.extend(["--root", &root_arg]);
+    let out = ee(&verify_args(&q, &collateral_arg, &with_root));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Without the explicit root, Intel's root applies and the quote is rejected.
+    let out = ee(&verify_args(&q, &collateral_arg, &at));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // Past the collateral's 30 days: rejected.
+    let mut late = vec!["--now", "1802600001"];
+    late.extend(["--root", &root_arg]);
+    let out = ee(&verify_args(&q, &collateral_arg, &late));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}

@@ -5,6 +5,7 @@
 //! (bad arguments, unreadable or malformed input).
 
 mod quote_cmd;
+mod sim_cmd;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,9 @@ enum Command {
     /// Work with TDX quotes.
     #[command(subcommand)]
     Quote(quote_cmd::QuoteCommand),
+    /// The simulated TDX platform of dev images: its root and collateral.
+    #[command(subcommand)]
+    Sim(sim_cmd::SimCommand),
 }
 
 /// How a command ended, mapped to the exit status.
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Quote(cmd) => quote_cmd::run(cmd),
+        Command::Sim(cmd) => sim_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
