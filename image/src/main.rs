@@ -29,6 +29,10 @@ enum Command {
     /// files. Entries are sorted, owned by 0:0 and dated SOURCE_DATE_EPOCH
     /// (or 0), so the same inputs give the same bytes.
     Initramfs(InitramfsArgs),
+    /// Compute the TD's MRTD and RTMR0-2 offline from the firmware, kernel,
+    /// initrd, command line, memory size and QEMU version (RTMR0 also needs
+    /// QEMU's ACPI blobs); optionally compare with the TD's values.
+    Measure(ee_image::measure::cli::MeasureArgs),
 }
 
 #[derive(clap::Args)]
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Initramfs(args) => build_initramfs(args),
+        Command::Measure(args) => ee_image::measure::cli::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
