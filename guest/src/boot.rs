@@ -6,7 +6,8 @@
 //!  3. load the image's kernel modules, then mount configfs;
 //!  4. read and strictly parse the launch config (fw_cfg);
 //!  5. pick the TSM backend and measure the config into RTMR3 (`config`);
-//!  6. bring up loopback and eth0 from the now-measured config;
+//!  6. bring up loopback and eth0 from the now-measured config (static, or
+//!     a DHCP lease: network input, not measured);
 //!  7. start the image's services and watch the power button;
 //!  8. start the agent API;
 //!  9. record `ready` and check that RTMR3 replays from the log.
@@ -33,6 +34,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::api::{AgentApi, VERSION};
+use crate::dhcp::{self, DhcpError};
 use crate::http::{self, Limits};
 use crate::launch::{self, LaunchError};
 use crate::measured::{EvidenceError, MeasuredLog, RecordError};
@@ -111,6 +113,9 @@ pub enum BootError {
     /// Network setup.
     #[error("network: {0}")]
     Network(#[from] NetError),
+    /// No DHCP lease.
+    #[error("network: DHCP: {0}")]
+    Dhcp(#[from] DhcpError),
     /// A launch config setting this ee-init does not implement.
     #[error("launch config: {0}")]
     Unsupported(String),
@@ -310,38 +315,69 @@ fn load_modules(root: &FsRoot) -> Result<(), BootError> {
 
 fn configure_network(root: &FsRoot, config: &LaunchConfig) -> Result<(), BootError> {
     net::bring_up_loopback()?;
-    let net = match &config.network {
-        Network::Static(net) => net,
-        Network::Dhcp {} => {
-            return Err(BootError::Unsupported(
-                "network.mode \"dhcp\" is not implemented by this ee-init; use {\"mode\":\"static\",\"address\":\"10.0.2.15/24\",\"gateway\":\"10.0.2.2\",\"dns\":[\"10.0.2.3\"]}".into(),
-            ))
+    match &config.network {
+        Network::Static(net) => {
+            let addressing = net
+                .addressing()
+                .map_err(|e| BootError::Unsupported(e.to_string()))?;
+            net::configure(&Ipv4Config {
+                interface: INTERFACE.into(),
+                address: addressing.address,
+                prefix_len: addressing.prefix_len,
+                gateway: Some(addressing.gateway),
+            })?;
+            write_resolv_conf(root, &addressing.dns);
+            say!(
+                "network: {INTERFACE} {}/{} via {}",
+                addressing.address,
+                addressing.prefix_len,
+                addressing.gateway
+            );
         }
+        Network::Dhcp {} => configure_from_dhcp(root)?,
+    }
+    Ok(())
+}
+
+/// Lease an address for eth0 and apply it. What the server says is network
+/// input and is not measured (the config that asked for DHCP is).
+fn configure_from_dhcp(root: &FsRoot) -> Result<(), BootError> {
+    net::set_link_up(INTERFACE)?;
+    let mac = dhcp::hardware_address(INTERFACE)?;
+    let xid = dhcp::random_xid(&root.path("/dev/urandom"))?;
+    let lease = dhcp::obtain_lease(INTERFACE, mac, xid, &dhcp::Timing::default())?;
+    net::configure(&lease.ipv4_config(INTERFACE))?;
+    if !lease.dns.is_empty() {
+        write_resolv_conf(root, &lease.dns);
+    }
+    let route = lease
+        .router
+        .map_or_else(|| "no default route".to_owned(), |r| format!("via {r}"));
+    let dns: Vec<String> = lease.dns.iter().map(ToString::to_string).collect();
+    let lease_time = match lease.lease_secs {
+        Some(u32::MAX) => "infinite lease".to_owned(),
+        Some(secs) => format!("lease {secs} s, not renewed"),
+        None => "no lease time".to_owned(),
     };
-    let addressing = net
-        .addressing()
-        .map_err(|e| BootError::Unsupported(e.to_string()))?;
-    net::configure(&Ipv4Config {
-        interface: INTERFACE.into(),
-        address: addressing.address,
-        prefix_len: addressing.prefix_len,
-        gateway: Some(addressing.gateway),
-    })?;
-    let resolv: String = addressing
-        .dns
+    say!(
+        "network: {INTERFACE} {}/{} {route} (DHCP from {}, {lease_time}; DNS [{}])",
+        lease.address,
+        lease.prefix_len,
+        lease.server,
+        dns.join(", ")
+    );
+    Ok(())
+}
+
+/// The root filesystem is the initramfs in RAM, so /etc is writable.
+fn write_resolv_conf(root: &FsRoot, servers: &[Ipv4Addr]) {
+    let resolv: String = servers
         .iter()
         .map(|ip| format!("nameserver {ip}\n"))
         .collect();
     if let Err(e) = std::fs::write(root.path("/etc/resolv.conf"), resolv) {
         say!("cannot write /etc/resolv.conf: {e}");
     }
-    say!(
-        "network: {INTERFACE} {}/{} via {}",
-        addressing.address,
-        addressing.prefix_len,
-        addressing.gateway
-    );
-    Ok(())
 }
 
 fn read_services(root: &FsRoot) -> Result<Vec<supervisor::ServiceSpec>, BootError> {

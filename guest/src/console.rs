@@ -28,8 +28,10 @@ pub fn since_boot() -> Duration {
 
 /// Print one console line: `[   1234 ms] ee-init: <message>`.
 pub fn line(message: fmt::Arguments<'_>) {
-    let ms = since_boot().as_millis();
+    // The clock is read under the lock, so lines from several threads (the
+    // power button watcher, the HTTP server) appear in timestamp order.
     let mut err = std::io::stderr().lock();
+    let ms = since_boot().as_millis();
     let _ = writeln!(err, "[{ms:>7} ms] ee-init: {message}");
 }
 

@@ -16,6 +16,7 @@ pub mod console;
 
 pub mod api;
 pub mod boot;
+pub mod dhcp;
 pub mod http;
 pub mod launch;
 pub mod measured;

@@ -1,4 +1,5 @@
-//! Network bring-up over rtnetlink: loopback, then one static IPv4 interface.
+//! Network bring-up over rtnetlink: loopback, then one IPv4 interface (static
+//! or from a DHCP lease, see `dhcp`).
 //!
 //! Netlink needs no `unsafe` and no helper binaries: each change is one
 //! request message the kernel acknowledges, so every failure comes back with
@@ -78,9 +79,20 @@ const RTN_UNICAST: u8 = 1;
 
 /// Bring `lo` up (the kernel then assigns 127.0.0.1/8 itself).
 pub fn bring_up_loopback() -> Result<(), NetError> {
+    set_link_up("lo")
+}
+
+/// Bring an interface up without addressing it (the DHCP client needs the
+/// link before it has an address).
+pub fn set_link_up(name: &str) -> Result<(), NetError> {
     let mut rtnl = Rtnl::open()?;
-    let index = interface_index("lo")?;
-    rtnl.call("lo: set link up", RTM_NEWLINK, 0, &link_up(index))
+    let index = interface_index(name)?;
+    rtnl.call(
+        &format!("{name}: set link up"),
+        RTM_NEWLINK,
+        0,
+        &link_up(index),
+    )
 }
 
 /// Bring the interface up, assign the address, and add the default route.
