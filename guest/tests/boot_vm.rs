@@ -9,20 +9,22 @@
 //! - a release-shaped build: no TDX provider under TCG, and both endpoints
 //!   say so; a service that keeps crashing is reaped and restarted while the
 //!   agent keeps answering;
+//! - the `dhcp` network mode: a lease from QEMU's built-in DHCP server,
+//!   applied to eth0 (the agent answers through the forwarded port);
 //! - an invalid launch config: the VM powers itself off, naming the field.
 //!
 //! ee-init's console timestamps give the time from PID1 start to the agent
 //! listening (printed with `--nocapture`).
 //!
-//! The musl binaries are built by `cargo build` into their own target
-//! directory (`<target>/ee-init-boot`), so the build does not wait for the
-//! lock that the running `cargo test` holds on the main one.
+//! The musl binaries are built and packed by `ee_image::devimage` (shared
+//! with ee-host's dev image test), into their own target directory
+//! (`<target>/ee-init-boot`), so the build does not wait for the lock that
+//! the running `cargo test` holds on the main one.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,34 +36,13 @@ use easyenclave::launch::LaunchConfig;
 use easyenclave::sim::pki::SimPki;
 use easyenclave::sim::DEV_SEED;
 use easyenclave::verify::{Policy, TrustRoot, Verifier};
-use ee_image::initramfs::{self, Compression, ExtraFile, InitramfsSpec, ModuleSelection};
+use ee_image::devimage::{self, EeInitBuild, EeInitVariant};
+use ee_image::initramfs::ExtraFile;
 use ee_image::vm::{
     free_local_port, kernel_cache_dir, GuestKernel, PortForward, RunningVm, VmSpec,
 };
 use serde_json::Value;
 
-const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
-/// The modules ee-init needs in a TD (image/README.md): the NIC, fw_cfg for
-/// the launch config, configfs-tsm and the TDX guest driver. Under TCG
-/// `tdx_guest` fails with ENODEV (no TDX CPU), which ee-init reports and
-/// survives.
-const GUEST_MODULES: &[&str] = &[
-    "virtio_net",
-    "qemu_fw_cfg",
-    "configfs",
-    "tsm_report",
-    "tdx_guest",
-];
-/// Variables (and prefixes) cargo sets for a test process, not for a build.
-const CARGO_TEST_ENV: &[&str] = &[
-    "CARGO_MANIFEST_",
-    "CARGO_PKG_",
-    "CARGO_CRATE_NAME",
-    "CARGO_BIN_",
-    "CARGO_TARGET_TMPDIR",
-    "CARGO_PRIMARY_PACKAGE",
-    "CARGO_RUSTC_CURRENT_DIR",
-];
 /// The agent port in the guest (the launch config's default).
 const AGENT_PORT: u16 = 8443;
 /// Generous: a boot takes 5-8 s under TCG on a 2-core machine, several
@@ -70,76 +51,32 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// A simulated quote under TCG takes well under a second; allow for load.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Which ee-init build to boot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Build {
-    /// `--features sim`: the simulated TD when there is no TDX provider.
-    Sim,
-    /// The release image's build: no simulated TD.
-    Release,
-}
-
-/// Build the static ee-init (once per test process) and return a copy of
-/// the binary that later builds of the other variant cannot overwrite.
-fn ee_init_binary(build: Build) -> PathBuf {
+/// Build the static ee-init (once per test process per variant).
+fn ee_init_binary(variant: EeInitVariant) -> PathBuf {
     static BUILT: Mutex<BTreeMap<&'static str, PathBuf>> = Mutex::new(BTreeMap::new());
-    let name = match build {
-        Build::Sim => "sim",
-        Build::Release => "release",
-    };
-    // One build at a time: both variants share the target directory and
-    // its output path.
+    // One build at a time: both variants share the target directory.
     let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(path) = built.get(name) {
+    if let Some(path) = built.get(variant.name()) {
         return path.clone();
     }
-    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
-        .expect("CARGO_TARGET_TMPDIR is <target>/tmp")
-        .join("ee-init-boot");
-    let mut cargo = Command::new(env!("CARGO"));
-    // Drop what cargo set for this test process: build scripts that watch
-    // these variables (ring watches CARGO_MANIFEST_DIR) would otherwise see
-    // them change between this build and a plain one, and rebuild each time.
-    for (key, _) in std::env::vars_os() {
-        if let Some(key) = key.to_str() {
-            if CARGO_TEST_ENV.iter().any(|prefix| key.starts_with(prefix)) {
-                cargo.env_remove(key);
-            }
-        }
+        .expect("CARGO_TARGET_TMPDIR is <target>/tmp");
+    let binary = EeInitBuild {
+        cargo: env!("CARGO").into(),
+        workspace: Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
+        target_dir: target.join("ee-init-boot"),
+        variant,
     }
-    cargo
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "build",
-            "-p",
-            "ee-init",
-            "--release",
-            "--target",
-            MUSL_TARGET,
-        ])
-        .arg("--target-dir")
-        .arg(&target_dir);
-    if build == Build::Sim {
-        cargo.args(["--features", "sim"]);
-    }
-    let output = cargo
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", env!("CARGO")));
-    assert!(
-        output.status.success(),
-        "{cargo:?} failed (needs `rustup target add {MUSL_TARGET}` and musl-tools, \
-         see scripts/install-deps):\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let copy = target_dir.join(format!("ee-init-{name}"));
-    std::fs::copy(target_dir.join(MUSL_TARGET).join("release/ee-init"), &copy).unwrap();
+    .run()
+    .unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
-        "ee-init ({name}): {} bytes",
-        std::fs::metadata(&copy).unwrap().len()
+        "ee-init ({}): {} bytes",
+        variant.name(),
+        std::fs::metadata(&binary).unwrap().len()
     );
-    built.insert(name, copy.clone());
-    copy
+    built.insert(variant.name(), binary.clone());
+    binary
 }
 
 /// A booted guest; dropping it kills QEMU.
@@ -152,7 +89,7 @@ struct Guest {
 impl Guest {
     /// Pack `build` with the guest modules (and `extra` files), boot it with
     /// `config` as the launch config.
-    fn boot(build: Build, config: &str, extra: &[(&str, &str)]) -> Guest {
+    fn boot(build: EeInitVariant, config: &str, extra: &[(&str, &str)]) -> Guest {
         let kernel = GuestKernel::from_cache(&kernel_cache_dir()).unwrap_or_else(|e| panic!("{e}"));
         let dir = tempfile::tempdir().unwrap();
         let mut files = Vec::new();
@@ -166,17 +103,8 @@ impl Guest {
                 dest: (*dest).to_owned(),
             });
         }
-        let image = initramfs::build(&InitramfsSpec {
-            init: ee_init_binary(build),
-            modules: Some(ModuleSelection {
-                dir: kernel.modules_dir.clone(),
-                names: GUEST_MODULES.iter().map(|m| (*m).to_owned()).collect(),
-            }),
-            files,
-            compression: Compression::Gzip,
-            mtime: 0,
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+        let image = devimage::pack_initramfs(&ee_init_binary(build), &kernel.modules_dir, files)
+            .unwrap_or_else(|e| panic!("{e}"));
         let initrd = dir.path().join("initrd.img");
         std::fs::write(&initrd, &image.bytes).unwrap();
         let launch_config = dir.path().join("launch.json");
@@ -240,8 +168,17 @@ impl Guest {
 /// 10.0.2.2, DNS 10.0.2.3) with `repo`; `tag` makes it unique to the run, so
 /// the guest can only echo it back if it really read this config.
 fn launch_config(repo: &str, tag: &str) -> String {
+    launch_config_with_network(
+        repo,
+        tag,
+        r#"{"mode":"static","address":"10.0.2.15/24","gateway":"10.0.2.2","dns":["10.0.2.3"]}"#,
+    )
+}
+
+/// A launch config with the given `network` object.
+fn launch_config_with_network(repo: &str, tag: &str, network: &str) -> String {
     format!(
-        r#"{{"version":1,"repo":"{repo}","endpoint":"{tag}.example.com:443","agent_port":{AGENT_PORT},"network":{{"mode":"static","address":"10.0.2.15/24","gateway":"10.0.2.2","dns":["10.0.2.3"]}}}}"#
+        r#"{{"version":1,"repo":"{repo}","endpoint":"{tag}.example.com:443","agent_port":{AGENT_PORT},"network":{network}}}"#
     )
 }
 
@@ -358,7 +295,7 @@ fn sim_build_boots_serves_health_and_verifiable_quotes() {
     let tag = unique_tag();
     let config_text = launch_config("octo/boot-test", &tag);
     let config = LaunchConfig::parse(config_text.as_bytes()).unwrap();
-    let mut guest = Guest::boot(Build::Sim, &config_text, &[]);
+    let mut guest = Guest::boot(EeInitVariant::Sim, &config_text, &[]);
     // Host-side view of the same interval, as a check on the guest clock
     // (to within the 20 ms the serial log is polled at).
     let to_start = guest.wait_for("starting (PID1)");
@@ -421,7 +358,7 @@ fn release_build_without_tdx_says_so_and_survives_a_crashing_service() {
     // crashing.
     let services = "crasher always /init --no-such-flag\n";
     let mut guest = Guest::boot(
-        Build::Release,
+        EeInitVariant::Release,
         &launch_config("octo/boot-test", &unique_tag()),
         &[("/etc/ee/services", services)],
     );
@@ -456,10 +393,51 @@ fn release_build_without_tdx_says_so_and_survives_a_crashing_service() {
     );
 }
 
+/// The SDK's default network mode: QEMU's user network has a built-in DHCP
+/// server that leases 10.0.2.15/24 with router 10.0.2.2 and DNS 10.0.2.3,
+/// the values ee-init must report and apply (the agent answering through the
+/// forwarded port shows the address is on eth0).
+#[test]
+fn dhcp_lease_from_qemu_user_network() {
+    let mut guest = Guest::boot(
+        EeInitVariant::Release,
+        &launch_config_with_network("octo/boot-test", &unique_tag(), r#"{"mode":"dhcp"}"#),
+        &[],
+    );
+    guest.wait_for("ready: ");
+    let (status, health) = guest.get("/health");
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["tsm"]["backend"], "none", "{health}");
+
+    let serial = guest.serial();
+    let lines = console_lines(&serial);
+    let has = |needle: &str| lines.iter().any(|(_, m)| m.contains(needle));
+    assert!(has("DHCP: offer of 10.0.2.15 from 10.0.2.2"), "{serial}");
+    assert!(
+        has("network: eth0 10.0.2.15/24 via 10.0.2.2 (DHCP from 10.0.2.2, lease ")
+            && has("; DNS [10.0.2.3])"),
+        "{serial}"
+    );
+    let at = |prefix: &str| {
+        lines
+            .iter()
+            .find(|(_, m)| m.starts_with(prefix))
+            .map(|(ms, _)| *ms)
+            .unwrap_or_else(|| panic!("no console line {prefix:?}: {serial}"))
+    };
+    for (ms, message) in lines.iter().filter(|(_, m)| m.contains("DHCP")) {
+        eprintln!("  [{ms:>6} ms] {message}");
+    }
+    eprintln!(
+        "TCG boot (DHCP): measured config to network up {} ms",
+        at("network: ") - at("config event NOT measured")
+    );
+}
+
 #[test]
 fn invalid_launch_config_powers_off_naming_the_field() {
     let mut guest = Guest::boot(
-        Build::Release,
+        EeInitVariant::Release,
         &launch_config("not a repo", &unique_tag()),
         &[],
     );

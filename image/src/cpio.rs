@@ -21,6 +21,7 @@ const TRAILER: &str = "TRAILER!!!";
 const S_IFDIR: u32 = 0o040_000;
 const S_IFREG: u32 = 0o100_000;
 const S_IFCHR: u32 = 0o020_000;
+const S_IFLNK: u32 = 0o120_000;
 /// Permission bits an entry may carry (`07777`).
 const PERMISSION_MASK: u32 = 0o7777;
 
@@ -107,6 +108,13 @@ impl<W: Write> CpioWriter<W> {
     ) -> Result<(), CpioError> {
         let mode = type_and_perm(name, S_IFCHR, perm)?;
         self.entry(name, mode, 1, mtime, (major, minor), &[])
+    }
+
+    /// Write a symbolic link; its data is the target path (permissions are
+    /// always 0777, as Linux ignores them).
+    pub fn symlink(&mut self, name: &str, mtime: u32, target: &str) -> Result<(), CpioError> {
+        let mode = type_and_perm(name, S_IFLNK, 0o777)?;
+        self.entry(name, mode, 1, mtime, (0, 0), target.as_bytes())
     }
 
     /// Write the trailer and return the sink.

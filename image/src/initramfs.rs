@@ -141,21 +141,10 @@ pub fn build(spec: &InitramfsSpec) -> Result<Initramfs, InitramfsError> {
     let mut modules = Vec::new();
     let mut builtin = Vec::new();
     if let Some(selection) = &spec.modules {
-        let module_tree = ModuleTree::open(&selection.dir)?;
-        let resolution = module_tree.resolve(&selection.names)?;
-        let base = format!("/lib/modules/{}", module_tree.release());
-        for module in &resolution.load_order {
-            let path = format!("{base}/{}", module.uncompressed_path());
-            tree.add_file(&path, 0o644, module_tree.read_module(module)?)?;
-            modules.push(ModuleEntry {
-                name: module.name.clone(),
-                path,
-            });
-        }
-        let list = module_list::render(&modules);
-        tree.add_file(MODULE_LIST_PATH, 0o644, list.into_bytes())?;
-        builtin = resolution.builtin;
-        kernel_release = Some(module_tree.release().to_owned());
+        let packed = add_modules(&mut tree, selection, "/lib/modules")?;
+        modules = packed.modules;
+        builtin = packed.builtin;
+        kernel_release = Some(packed.kernel_release);
     }
 
     for extra in &spec.files {
@@ -177,8 +166,47 @@ pub fn build(spec: &InitramfsSpec) -> Result<Initramfs, InitramfsError> {
     })
 }
 
+/// What [`add_modules`] packed.
+#[derive(Debug, Clone)]
+pub struct PackedModules {
+    /// Kernel release of the modules directory.
+    pub kernel_release: String,
+    /// Modules in load order, with their paths in the tree.
+    pub modules: Vec<ModuleEntry>,
+    /// Requested modules that are built into the kernel (not packed).
+    pub builtin: Vec<String>,
+}
+
+/// Add the selected modules and their dependencies, decompressed, under
+/// `<modules_root>/<release>/`, and the load order at `/etc/ee/modules`.
+pub fn add_modules(
+    tree: &mut FileTree,
+    selection: &ModuleSelection,
+    modules_root: &str,
+) -> Result<PackedModules, InitramfsError> {
+    let module_tree = ModuleTree::open(&selection.dir)?;
+    let resolution = module_tree.resolve(&selection.names)?;
+    let base = format!("{modules_root}/{}", module_tree.release());
+    let mut modules = Vec::new();
+    for module in &resolution.load_order {
+        let path = format!("{base}/{}", module.uncompressed_path());
+        tree.add_file(&path, 0o644, module_tree.read_module(module)?)?;
+        modules.push(ModuleEntry {
+            name: module.name.clone(),
+            path,
+        });
+    }
+    let list = module_list::render(&modules);
+    tree.add_file(MODULE_LIST_PATH, 0o644, list.into_bytes())?;
+    Ok(PackedModules {
+        kernel_release: module_tree.release().to_owned(),
+        modules,
+        builtin: resolution.builtin,
+    })
+}
+
 /// `/dev/console` and the mount points PID1 uses.
-fn add_skeleton(tree: &mut FileTree) -> Result<(), TreeError> {
+pub fn add_skeleton(tree: &mut FileTree) -> Result<(), TreeError> {
     tree.add_char_device("/dev/console", 0o600, 5, 1)?;
     tree.add_dir("/proc", 0o555)?;
     tree.add_dir("/sys", 0o555)?;
@@ -207,11 +235,18 @@ fn extra_file_perm(path: &Path) -> Result<u32, InitramfsError> {
     })
 }
 
-fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
+/// gzip at level 9 with a fixed header (mtime 0, no name, OS 255), so the
+/// output depends only on `data` and the pinned miniz_oxide version.
+pub fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    gzip_level(data, 9)
+}
+
+/// [`gzip`] at `level` (0-9).
+pub fn gzip_level(data: &[u8], level: u32) -> std::io::Result<Vec<u8>> {
     let mut encoder = flate2::GzBuilder::new()
         .mtime(0)
         .operating_system(255)
-        .write(Vec::new(), flate2::Compression::best());
+        .write(Vec::new(), flate2::Compression::new(level));
     encoder.write_all(data)?;
     encoder.finish()
 }

@@ -9,6 +9,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
+use easyenclave::allowlist::Variant;
+use ee_image::build::config::Config;
+use ee_image::build::debs::DebCache;
+use ee_image::build::progress::Progress;
+use ee_image::build::BuildSpec;
 use ee_image::initramfs::{self, Compression, ExtraFile, InitramfsSpec, ModuleSelection};
 
 #[derive(Parser)]
@@ -33,6 +38,51 @@ enum Command {
     /// initrd, command line, memory size and QEMU version (RTMR0 also needs
     /// QEMU's ACPI blobs); optionally compare with the TD's values.
     Measure(ee_image::measure::cli::MeasureArgs),
+    /// Resolve the configuration's packages (and their dependencies) with
+    /// apt, download them into the cache and write the lock file: every
+    /// package's version and SHA-256.
+    Lock(LockArgs),
+    /// Build the guest image from the configuration and the lock file: per
+    /// variant a kernel, an initrd, a command line and image.json. Refuses
+    /// packages that do not match the lock.
+    Build(BuildArgs),
+    /// Write the easyenclave allowlist for a built image: MRTD and RTMR0-2
+    /// for each VM shape (computed offline, as `ee-image measure`).
+    Allowlist(ee_image::allowlist::AllowlistArgs),
+}
+
+#[derive(clap::Args)]
+struct LockArgs {
+    /// The image configuration (JSON, e.g. image/ee-image.json).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Where to write the lock file.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Package cache (files named by SHA-256).
+    #[arg(long, value_name = "DIR", default_value = ee_image::build::debs::DEFAULT_DEB_CACHE)]
+    deb_cache: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// The image configuration (JSON, e.g. image/ee-image.json).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// The lock file (default: ee-image.lock beside the configuration).
+    #[arg(long, value_name = "FILE")]
+    lock: Option<PathBuf>,
+    /// A variant to build and its ee-init binary: production=PATH (release
+    /// build), dev=PATH (release build; the image adds a console shell),
+    /// sim=PATH (built with --features sim). Repeatable.
+    #[arg(long = "ee-init", value_name = "VARIANT=PATH", required = true)]
+    ee_init: Vec<String>,
+    /// Output directory; each variant goes to OUT/<variant>/.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Package cache (files named by SHA-256).
+    #[arg(long, value_name = "DIR", default_value = ee_image::build::debs::DEFAULT_DEB_CACHE)]
+    deb_cache: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -89,6 +139,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Initramfs(args) => build_initramfs(args),
         Command::Measure(args) => ee_image::measure::cli::run(args),
+        Command::Lock(args) => lock(args),
+        Command::Build(args) => build(args),
+        Command::Allowlist(args) => ee_image::allowlist::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -147,6 +200,66 @@ fn build_initramfs(args: InitramfsArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn lock(args: LockArgs) -> anyhow::Result<()> {
+    let progress = Progress::new(false);
+    let config = Config::load(&args.config)?;
+    std::fs::create_dir_all(&args.deb_cache)
+        .with_context(|| format!("creating {}", args.deb_cache.display()))?;
+    let lock = ee_image::build::lock::resolve(&config, &DebCache::new(args.deb_cache), &progress)?;
+    write_atomically(&args.out, lock.to_json().as_bytes())?;
+    progress.step(&format!(
+        "wrote {} ({} packages, {} MB)",
+        args.out.display(),
+        lock.packages.len(),
+        lock.packages.iter().map(|p| p.size).sum::<u64>() >> 20
+    ));
+    Ok(())
+}
+
+fn build(args: BuildArgs) -> anyhow::Result<()> {
+    let ee_init = args
+        .ee_init
+        .iter()
+        .map(|value| parse_variant_path(value))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let lock = args
+        .lock
+        .unwrap_or_else(|| args.config.with_file_name("ee-image.lock"));
+    let spec = BuildSpec {
+        config: args.config,
+        lock,
+        ee_init,
+        out: args.out,
+        deb_cache: args.deb_cache,
+        mtime: source_date_epoch()?,
+    };
+    let progress = Progress::new(false);
+    let manifests = ee_image::build::build(&spec, &progress)?;
+    progress.step(&format!("built {} variant(s)", manifests.len()));
+    for manifest in &manifests {
+        println!(
+            "{} {}",
+            ee_image::build::variant_name(manifest.variant),
+            manifest.image_id
+        );
+    }
+    Ok(())
+}
+
+/// `sim=target/.../ee-init` -> (Variant::Sim, path).
+fn parse_variant_path(value: &str) -> anyhow::Result<(Variant, PathBuf)> {
+    let (name, path) = value
+        .split_once('=')
+        .with_context(|| format!("--ee-init {value:?}: expected VARIANT=PATH"))?;
+    let variant = match name {
+        "production" => Variant::Production,
+        "dev" => Variant::Dev,
+        "sim" => Variant::Sim,
+        other => bail!("--ee-init {value:?}: unknown variant {other:?} (production, dev, sim)"),
+    };
+    Ok((variant, PathBuf::from(path)))
 }
 
 /// Entry mtime: `SOURCE_DATE_EPOCH` (reproducible-builds.org) or 0.

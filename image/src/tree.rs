@@ -49,6 +49,7 @@ enum Node {
     Directory { perm: u32 },
     File { perm: u32, data: Vec<u8> },
     CharDevice { perm: u32, major: u32, minor: u32 },
+    Symlink { target: String },
 }
 
 impl Node {
@@ -57,6 +58,7 @@ impl Node {
             Node::Directory { .. } => "directory",
             Node::File { .. } => "file",
             Node::CharDevice { .. } => "device node",
+            Node::Symlink { .. } => "symbolic link",
         }
     }
 }
@@ -103,6 +105,48 @@ impl FileTree {
         self.add_leaf(path, Node::CharDevice { perm, major, minor })
     }
 
+    /// Add a symbolic link (and its parents) pointing at `target`, which is
+    /// stored as given (relative or absolute).
+    pub fn add_symlink(&mut self, path: &str, target: &str) -> Result<(), TreeError> {
+        if target.is_empty() || target.contains('\0') {
+            return Err(TreeError::BadPath {
+                path: path.to_owned(),
+                reason: "symbolic link target is empty or contains a NUL byte",
+            });
+        }
+        self.add_leaf(
+            path,
+            Node::Symlink {
+                target: target.to_owned(),
+            },
+        )
+    }
+
+    /// The contents of the regular file at `path`, if there is one.
+    pub fn file_data(&self, path: &str) -> Option<&[u8]> {
+        match self.nodes.get(path.strip_prefix('/')?) {
+            Some(Node::File { data, .. }) => Some(data),
+            _ => None,
+        }
+    }
+
+    /// Whether anything (file, directory, link, device) sits at `path`.
+    pub fn contains(&self, path: &str) -> bool {
+        path.strip_prefix('/')
+            .is_some_and(|key| self.nodes.contains_key(key))
+    }
+
+    /// Total size of the regular files' contents, in bytes.
+    pub fn content_size(&self) -> u64 {
+        self.nodes
+            .values()
+            .map(|node| match node {
+                Node::File { data, .. } => data.len() as u64,
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// Paths in the tree, in archive order, with their leading slash.
     pub fn paths(&self) -> impl Iterator<Item = String> + '_ {
         self.nodes.keys().map(|k| format!("/{k}"))
@@ -118,6 +162,7 @@ impl FileTree {
                 Node::CharDevice { perm, major, minor } => {
                     cpio.char_device(name, *perm, mtime, *major, *minor)?
                 }
+                Node::Symlink { target } => cpio.symlink(name, mtime, target)?,
             }
         }
         Ok(cpio.finish()?)
@@ -254,5 +299,21 @@ mod tests {
         assert!(err.to_string().contains("existing directory"), "{err}");
         // a directory may be re-declared to change its permissions
         tree.add_dir("/etc", 0o700).unwrap();
+        // a symbolic link is a leaf: nothing may be added below it
+        tree.add_symlink("/bin", "usr/bin").unwrap();
+        let err = tree.add_file("/bin/sh", 0o755, vec![]).unwrap_err();
+        assert!(err.to_string().contains("existing symbolic link"), "{err}");
+    }
+
+    #[test]
+    fn symlinks_are_written_with_their_target_as_data() {
+        let mut tree = FileTree::new();
+        tree.add_symlink("/lib64", "usr/lib64").unwrap();
+        let cpio = tree.write_cpio(Vec::new(), 0).unwrap();
+        // mode 0120777 in the header, then name "lib64\0", then the target
+        assert!(String::from_utf8_lossy(&cpio[..110]).contains("0000a1ff"));
+        let needle = b"lib64\0usr/lib64";
+        assert!(cpio.windows(needle.len()).any(|w| w == needle));
+        assert!(tree.add_symlink("/x", "").is_err());
     }
 }

@@ -1,0 +1,95 @@
+//! The image configuration (`image/ee-image.json`): which Debian packages,
+//! kernel, modules and command line make up the guest.
+//!
+//! Format version 1 (JSON):
+//!
+//! ```json
+//! {"version": 1, "suite": "trixie",
+//!  "kernel": {"release": "7.3.4+deb13-cloud-amd64", "suite": "trixie-backports"},
+//!  "packages": ["docker.io", "docker-cli", "containerd", "runc", "docker-compose", "iptables"],
+//!  "dev_packages": ["busybox-static"],
+//!  "modules": ["virtio_net", "qemu_fw_cfg", "configfs", "tsm_report", "tdx_guest"],
+//!  "cmdline": "console=ttyS0 panic=-1",
+//!  "exclude": ["/usr/share/doc", "/usr/share/man"]}
+//! ```
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::BuildError;
+
+/// The configuration format version this build reads.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// What goes into the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Format version, [`CONFIG_VERSION`].
+    pub version: u32,
+    /// Debian suite the packages come from (e.g. `trixie`).
+    pub suite: String,
+    /// The guest kernel.
+    pub kernel: KernelConfig,
+    /// Packages installed in every variant (with their dependencies).
+    pub packages: Vec<String>,
+    /// Packages added to the dev variant only (its console shell).
+    pub dev_packages: Vec<String>,
+    /// Kernel modules ee-init loads (their dependencies are added).
+    pub modules: Vec<String>,
+    /// Kernel command line (measured into RTMR2).
+    pub cmdline: String,
+    /// Path prefixes dropped from the packages (documentation, man pages).
+    pub exclude: Vec<String>,
+}
+
+/// The guest kernel: Debian's `linux-binary-`, `linux-modules-` and
+/// `linux-base-<release>` packages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelConfig {
+    /// Kernel release, e.g. `7.3.4+deb13-cloud-amd64`.
+    pub release: String,
+    /// Suite the kernel packages come from (e.g. `trixie-backports`).
+    pub suite: String,
+}
+
+impl KernelConfig {
+    /// The three packages the kernel is split into.
+    pub fn packages(&self) -> [String; 3] {
+        [
+            format!("linux-binary-{}", self.release),
+            format!("linux-modules-{}", self.release),
+            format!("linux-base-{}", self.release),
+        ]
+    }
+}
+
+impl Config {
+    /// Read and check a configuration file.
+    pub fn load(path: &Path) -> Result<Self, BuildError> {
+        let bytes = super::read(path)?;
+        let config: Config =
+            serde_json::from_slice(&bytes).map_err(|e| BuildError::Format {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
+        if config.version != CONFIG_VERSION {
+            return Err(BuildError::Format {
+                path: path.to_owned(),
+                reason: format!(
+                    "version: expected {CONFIG_VERSION}, got {}",
+                    config.version
+                ),
+            });
+        }
+        if let Some(bad) = config.exclude.iter().find(|p| !p.starts_with('/')) {
+            return Err(BuildError::Format {
+                path: path.to_owned(),
+                reason: format!("exclude: {bad:?} is not an absolute path"),
+            });
+        }
+        Ok(config)
+    }
+}
