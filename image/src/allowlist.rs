@@ -88,7 +88,9 @@ pub fn run(args: AllowlistArgs) -> anyhow::Result<()> {
     let xfam = args
         .xfam
         .iter()
-        .map(|x| parse_hex_u64(x).with_context(|| format!("--xfam {x:?}: expected 0x-prefixed hex")))
+        .map(|x| {
+            parse_hex_u64(x).with_context(|| format!("--xfam {x:?}: expected 0x-prefixed hex"))
+        })
         .collect::<anyhow::Result<Vec<u64>>>()?;
     let list = allowlist(
         &args.image,
@@ -115,7 +117,11 @@ fn parse_hex_u64(text: &str) -> Option<u64> {
 }
 
 /// Pair the repeated `--cpus`, `--memory` and `--acpi` values.
-pub fn shapes(cpus: &[u32], memory: &[MemorySize], acpi: &[PathBuf]) -> anyhow::Result<Vec<VmShape>> {
+pub fn shapes(
+    cpus: &[u32],
+    memory: &[MemorySize],
+    acpi: &[PathBuf],
+) -> anyhow::Result<Vec<VmShape>> {
     if acpi.is_empty() {
         bail!(
             "--acpi DIR is required: RTMR0 depends on the ACPI tables QEMU builds for the VM \
@@ -165,11 +171,17 @@ pub fn allowlist(
         (&initrd, &manifest.outputs.initrd),
     ] {
         if easyenclave::rtmr::sha384(&file.bytes) != expected.sha384 {
-            bail!("{} does not match its digest in image.json", file.path.display());
+            bail!(
+                "{} does not match its digest in image.json",
+                file.path.display()
+            );
         }
     }
     if cmdline != manifest.cmdline {
-        bail!("{} differs from the cmdline in image.json", cmdline_file.display());
+        bail!(
+            "{} differs from the cmdline in image.json",
+            cmdline_file.display()
+        );
     }
     let firmware = InputFile::read(firmware, MAX_FIRMWARE_BYTES)?;
     let ovmf: [u8; 32] = Sha256::digest(&firmware.bytes).into();
@@ -196,7 +208,10 @@ pub fn allowlist(
             format!(
                 "VM shape {}: RTMR0 not computed: {}",
                 shape.name(),
-                transcript.rtmr0_not_computed.as_deref().unwrap_or("no reason given")
+                transcript
+                    .rtmr0_not_computed
+                    .as_deref()
+                    .unwrap_or("no reason given")
             )
         })?;
         entries.push(MeasurementSet {
@@ -236,7 +251,10 @@ mod tests {
         let err = shapes(&[2], &[m("4G")], &[]).unwrap_err();
         assert!(err.to_string().contains("--acpi DIR is required"), "{err}");
         let err = shapes(&[2, 4], &[m("4G")], &["a".into()]).unwrap_err();
-        assert!(err.to_string().contains("2 --cpus, 1 --memory, 1 --acpi"), "{err}");
+        assert!(
+            err.to_string().contains("2 --cpus, 1 --memory, 1 --acpi"),
+            "{err}"
+        );
         let got = shapes(&[2, 4], &[m("4G"), m("8G")], &["a".into(), "b".into()]).unwrap();
         assert_eq!(got[1].name(), "4cpu-8192m");
         assert_eq!(got[1].acpi, PathBuf::from("b"));

@@ -10,9 +10,12 @@
 //!  "dev_packages": ["busybox-static"],
 //!  "modules": ["virtio_net", "qemu_fw_cfg", "configfs", "tsm_report", "tdx_guest"],
 //!  "cmdline": "console=ttyS0 panic=-1",
-//!  "exclude": ["/usr/share/doc", "/usr/share/man"]}
+//!  "exclude": ["/usr/share/doc", "/usr/share/man"],
+//!  "links": {"/usr/sbin/iptables": "iptables-nft"},
+//!  "files": {"/etc/group": "root:x:0:\ndocker:x:999:\n"}}
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -42,6 +45,14 @@ pub struct Config {
     pub cmdline: String,
     /// Path prefixes dropped from the packages (documentation, man pages).
     pub exclude: Vec<String>,
+    /// Symbolic links to add (path -> target): what maintainer scripts
+    /// would create with update-alternatives, which the build does not run.
+    #[serde(default)]
+    pub links: BTreeMap<String, String>,
+    /// Small text files to add (path -> contents, mode 0644): what
+    /// maintainer scripts would write (`/etc/passwd`, `/etc/group`).
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
 }
 
 /// The guest kernel: Debian's `linux-binary-`, `linux-modules-` and
@@ -70,18 +81,14 @@ impl Config {
     /// Read and check a configuration file.
     pub fn load(path: &Path) -> Result<Self, BuildError> {
         let bytes = super::read(path)?;
-        let config: Config =
-            serde_json::from_slice(&bytes).map_err(|e| BuildError::Format {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            })?;
+        let config: Config = serde_json::from_slice(&bytes).map_err(|e| BuildError::Format {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
         if config.version != CONFIG_VERSION {
             return Err(BuildError::Format {
                 path: path.to_owned(),
-                reason: format!(
-                    "version: expected {CONFIG_VERSION}, got {}",
-                    config.version
-                ),
+                reason: format!("version: expected {CONFIG_VERSION}, got {}", config.version),
             });
         }
         if let Some(bad) = config.exclude.iter().find(|p| !p.starts_with('/')) {

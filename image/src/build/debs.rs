@@ -82,7 +82,10 @@ impl DebCache {
 
     /// Download packages that are not locked yet (name, version,
     /// architecture); returns their SHA-256 digests, in order.
-    pub fn download_new(&self, packages: &[(&str, &str, &str)]) -> Result<Vec<[u8; 32]>, BuildError> {
+    pub fn download_new(
+        &self,
+        packages: &[(&str, &str, &str)],
+    ) -> Result<Vec<[u8; 32]>, BuildError> {
         let downloaded = self.download(packages)?;
         downloaded
             .into_iter()
@@ -100,7 +103,10 @@ impl DebCache {
     /// One `apt-get download` of every package into a fresh directory inside
     /// the cache (apt loads its package lists once, which takes seconds).
     /// Returns each file with its SHA-256, in the order asked.
-    fn download(&self, packages: &[(&str, &str, &str)]) -> Result<Vec<(PathBuf, [u8; 32])>, BuildError> {
+    fn download(
+        &self,
+        packages: &[(&str, &str, &str)],
+    ) -> Result<Vec<(PathBuf, [u8; 32])>, BuildError> {
         let work = self.dir.join(format!("partial-{}", std::process::id()));
         let _ = fs::remove_dir_all(&work);
         fs::create_dir_all(&work).map_err(|source| BuildError::Write {
@@ -117,7 +123,7 @@ impl DebCache {
             command.arg(format!("{name}:{architecture}={version}"));
         }
         super::run(&mut command)?;
-        packages
+        let downloaded = packages
             .iter()
             .map(|(name, version, architecture)| {
                 // apt names the file NAME_VERSION_ARCH.deb with `:` as %3a.
@@ -130,9 +136,16 @@ impl DebCache {
                     )));
                 }
                 let digest = sha256_file(&path)?;
-                Ok((path, digest))
+                // Out of the work directory, still not under a final name.
+                let kept = self
+                    .dir
+                    .join(format!("partial-{}.deb", hex::encode(digest)));
+                rename(&path, &kept)?;
+                Ok((kept, digest))
             })
-            .collect()
+            .collect::<Result<Vec<_>, BuildError>>();
+        let _ = fs::remove_dir_all(&work);
+        downloaded
     }
 }
 
@@ -288,7 +301,10 @@ mod tests {
     fn package_paths_map_to_merged_usr() {
         assert_eq!(image_path("./"), None);
         assert_eq!(image_path("./bin/sh").as_deref(), Some("/usr/bin/sh"));
-        assert_eq!(image_path("./lib64/ld.so").as_deref(), Some("/usr/lib64/ld.so"));
+        assert_eq!(
+            image_path("./lib64/ld.so").as_deref(),
+            Some("/usr/lib64/ld.so")
+        );
         assert_eq!(image_path("./lib").as_deref(), Some("/lib"));
         assert_eq!(image_path("./libexec/x").as_deref(), Some("/libexec/x"));
         assert_eq!(image_path("./usr/bin/").as_deref(), Some("/usr/bin"));

@@ -100,11 +100,6 @@ impl Lock {
         text + "\n"
     }
 
-    /// Packages with `role`.
-    pub fn with_role(&self, role: Role) -> impl Iterator<Item = &LockedPackage> {
-        self.packages.iter().filter(move |p| p.role == role)
-    }
-
     /// Refuse a lock that does not cover the configuration: every configured
     /// package and the kernel packages must be pinned with the right role.
     pub fn check_covers(&self, config: &Config, path: &Path) -> Result<(), BuildError> {
@@ -143,11 +138,7 @@ impl Lock {
 /// Resolve the configuration into a lock: apt's dependency closure of the
 /// base packages, then of base plus dev packages, plus the kernel packages
 /// alone; each package is downloaded into `cache` and hashed.
-pub fn resolve(
-    config: &Config,
-    cache: &DebCache,
-    progress: &Progress,
-) -> Result<Lock, BuildError> {
+pub fn resolve(config: &Config, cache: &DebCache, progress: &Progress) -> Result<Lock, BuildError> {
     progress.step("resolving the base packages with apt");
     let base = apt_closure(&config.suite, &config.packages)?;
     progress.step("resolving the dev packages with apt");
@@ -267,7 +258,9 @@ fn parse_print_uris_line(line: &str) -> Result<AptPackage, BuildError> {
         (Some(u), Some(f), Some(s)) => (u, f, s),
         _ => return Err(bad("expected URL, file name and size")),
     };
-    let size = size.parse::<u64>().map_err(|_| bad("size is not a number"))?;
+    let size = size
+        .parse::<u64>()
+        .map_err(|_| bad("size is not a number"))?;
     let stem = filename
         .strip_suffix(".deb")
         .ok_or_else(|| bad("file name does not end in .deb"))?;
@@ -316,7 +309,12 @@ mod tests {
         assert_eq!(pkg.architecture, "amd64");
         assert_eq!(pkg.filename, "libaudit1_1:4.0.2-2+deb13u1_amd64.deb");
         assert_eq!(pkg.size, 54620);
-        for bad in ["'u' x.deb 1 h", "'u' a_b_c.tar 1 h", "'u' a_b_c.deb x h", "'u'"] {
+        for bad in [
+            "'u' x.deb 1 h",
+            "'u' a_b_c.tar 1 h",
+            "'u' a_b_c.deb x h",
+            "'u'",
+        ] {
             assert!(parse_print_uris_line(bad).is_err(), "{bad}");
         }
     }
@@ -357,6 +355,8 @@ mod tests {
             modules: vec![],
             cmdline: String::new(),
             exclude: vec![],
+            links: Default::default(),
+            files: Default::default(),
         };
         parsed.check_covers(&config, Path::new("l")).unwrap();
         config.dev_packages.push("busybox-static".into());

@@ -247,9 +247,15 @@ mod tests {
             hex::encode(easyenclave::rtmr::sha384(b"initrd")),
             hex::encode(easyenclave::rtmr::sha384(b"console=ttyS0")),
         );
-        assert_eq!(image_id(Variant::Sim, &o), hex::encode(Sha256::digest(text)));
+        assert_eq!(
+            image_id(Variant::Sim, &o),
+            hex::encode(Sha256::digest(text))
+        );
         assert_ne!(image_id(Variant::Sim, &o), image_id(Variant::Dev, &o));
-        assert_ne!(image_id(Variant::Sim, &o), image_id(Variant::Sim, &outputs(b"x")));
+        assert_ne!(
+            image_id(Variant::Sim, &o),
+            image_id(Variant::Sim, &outputs(b"x"))
+        );
     }
 
     #[test]
@@ -275,6 +281,9 @@ mod tests {
         m.outputs.initrd = FileDigest::of(INITRD_FILE, b"other");
         std::fs::write(dir.path().join(MANIFEST_FILE), m.to_json()).unwrap();
         let err = ImageManifest::load(dir.path()).unwrap_err();
-        assert!(err.to_string().contains("does not match its outputs"), "{err}");
+        assert!(
+            err.to_string().contains("does not match its outputs"),
+            "{err}"
+        );
     }
 }

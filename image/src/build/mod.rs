@@ -99,7 +99,7 @@ pub enum BuildError {
         /// What went wrong.
         reason: String,
     },
-    /// An external command failed.
+    /// apt's output was not what was asked for.
     #[error("{0}")]
     Apt(String),
     /// A tool could not be run or exited with an error.
@@ -183,8 +183,12 @@ pub fn build(spec: &BuildSpec, progress: &Progress) -> Result<Vec<ImageManifest>
     let release = &config.kernel.release;
     let modules_dir = staging.join("usr/lib/modules").join(release);
     let vmlinuz_path = modules_dir.join("vmlinuz");
-    let vmlinuz = read(&vmlinuz_path)
-        .map_err(|_| BuildError::Kernel(format!("no {} in the kernel packages", vmlinuz_path.display())))?;
+    let vmlinuz = read(&vmlinuz_path).map_err(|_| {
+        BuildError::Kernel(format!(
+            "no {} in the kernel packages",
+            vmlinuz_path.display()
+        ))
+    })?;
     let mut depmod = Command::new("depmod");
     depmod.arg("-b").arg(staging.join("usr")).arg(release);
     run(&mut depmod)?;
@@ -195,6 +199,12 @@ pub fn build(spec: &BuildSpec, progress: &Progress) -> Result<Vec<ImageManifest>
     debs::add_merged_usr_links(&mut tree)?;
     for (_, deb) in debs.iter().filter(|(p, _)| p.role == Role::Base) {
         debs::unpack_into(&mut tree, deb, &config.exclude)?;
+    }
+    for (path, target) in &config.links {
+        tree.add_symlink(path, target)?;
+    }
+    for (path, contents) in &config.files {
+        tree.add_file(path, 0o644, contents.clone().into_bytes())?;
     }
     let packed = initramfs::add_modules(
         &mut tree,
@@ -292,7 +302,10 @@ fn build_variant(
     }
     let cpio = tree.write_cpio(Vec::new(), shared.mtime)?;
     drop(tree);
-    progress.detail(&format!("variant {name}: {} MB cpio, compressing", cpio.len() >> 20));
+    progress.detail(&format!(
+        "variant {name}: {} MB cpio, compressing",
+        cpio.len() >> 20
+    ));
     let initrd = initramfs::gzip_level(&cpio, GZIP_LEVEL).map_err(InitramfsError::Compress)?;
     drop(cpio);
     let cmdline = format!("{} ee.variant={name}", shared.config.cmdline.trim());
@@ -323,7 +336,10 @@ fn build_variant(
         outputs,
         shared.modules.clone(),
     );
-    write(&dir.join(manifest::MANIFEST_FILE), manifest.to_json().as_bytes())?;
+    write(
+        &dir.join(manifest::MANIFEST_FILE),
+        manifest.to_json().as_bytes(),
+    )?;
     progress.detail(&format!(
         "variant {name}: {} written, initrd {} MB, image id {}",
         dir.display(),
@@ -352,7 +368,6 @@ fn add_dev_shell(tree: &mut FileTree) -> Result<(), BuildError> {
     )?;
     Ok(())
 }
-
 
 /// The variant's name as used in paths, the command line and image.json.
 pub fn variant_name(variant: Variant) -> &'static str {

@@ -31,7 +31,10 @@ impl Progress {
     /// A detail line inside the current step.
     pub fn detail(&self, what: &str) {
         if !self.quiet {
-            eprintln!("[ee-image {:7.1}s]   {what}", self.started.elapsed().as_secs_f64());
+            eprintln!(
+                "[ee-image {:7.1}s]   {what}",
+                self.started.elapsed().as_secs_f64()
+            );
         }
     }
 
