@@ -815,6 +815,37 @@ fn cli_json_and_expected_values() {
     assert_eq!(out.status.code(), Some(1), "{report}");
     assert!(report.contains("rtmr2  DIFFERS"), "{report}");
     assert!(report.contains("measurements differ from"), "{report}");
+
+    // A quote works as the expected values: one whose TD report carries the
+    // computed registers matches; the same with another RTMR1 does not.
+    use easyenclave::sim::{pki::SimPki, td::SimTd, td::SimTdConfig, DEV_SEED};
+    let hex48 = |v: &serde_json::Value| -> [u8; 48] {
+        hex::decode(v.as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    let pki = SimPki::from_seed(DEV_SEED).unwrap();
+    let quote_path = dir.path().join("quote.hex");
+    for (rtmr1, passes) in [(hex48(&json["rtmr1"]), true), ([5; 48], false)] {
+        let config = SimTdConfig {
+            mr_td: hex48(&json["mrtd"]),
+            rtmrs: [hex48(&json["rtmr0"]), rtmr1, hex48(&json["rtmr2"]), [0; 48]],
+            ..SimTdConfig::default()
+        };
+        let quote = SimTd::new(&pki, config).quote(&[0; 64]).unwrap();
+        std::fs::write(&quote_path, hex::encode(quote)).unwrap();
+        let args = [&base[..], &["--expected", quote_path.to_str().unwrap()]].concat();
+        let out = run_ee_image(&args);
+        let report = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), passes, "{report}");
+        let rtmr1_line = if passes {
+            "rtmr1  matches"
+        } else {
+            "rtmr1  DIFFERS"
+        };
+        assert!(report.contains(rtmr1_line), "{report}");
+    }
 }
 
 #[test]

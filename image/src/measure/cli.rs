@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
+use easyenclave::input::decode_binary;
+use easyenclave::quote::Quote;
 
 use super::{
     diff, join, measure, read_acpi_dir, Expected, InputFile, MeasureInputs, MemorySize,
@@ -48,11 +50,25 @@ pub struct MeasureArgs {
     /// Print the transcript as JSON (format version 1).
     #[arg(long)]
     pub json: bool,
-    /// Compare with the TD's values: a JSON file {"version": 1, "mrtd",
-    /// "rtmr0", "rtmr1", "rtmr2", optional "rtmr0_events".. "rtmr2_events"}
-    /// (hex). Fails, naming the first register and event that differ.
+    /// Compare with the TD's values: a TDX quote (raw, hex or base64), or a
+    /// JSON file {"version": 1, "mrtd", "rtmr0", "rtmr1", "rtmr2", optional
+    /// "rtmr0_events".. "rtmr2_events"} (hex; with the events, the first
+    /// differing event is named too). Fails, naming the first register that
+    /// differs.
     #[arg(long, value_name = "FILE")]
     pub expected: Option<PathBuf>,
+}
+
+/// The TD's values from an expected-values JSON document, or from a TDX
+/// quote (raw, hex or base64) whose TD report holds them.
+fn expected_values(bytes: Vec<u8>) -> Result<Expected, String> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        let text = String::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
+        return Expected::from_json(&text);
+    }
+    let quote = decode_binary(bytes).map_err(|e| format!("neither JSON nor a quote: {e}"))?;
+    let quote = Quote::parse(&quote).map_err(|e| format!("not a TDX quote: {e}"))?;
+    Ok(Expected::from_td_report(quote.td_report()))
 }
 
 /// Run `ee-image measure`; an `Err` is a failure to report (exit status 1).
@@ -60,9 +76,7 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<()> {
     let expected = match args.expected {
         Some(path) => {
             let file = InputFile::read(&path, MAX_EXPECTED_BYTES)?;
-            let text = String::from_utf8(file.bytes)
-                .with_context(|| format!("{} is not UTF-8", path.display()))?;
-            let values = Expected::from_json(&text)
+            let values = expected_values(file.bytes)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             Some((path, values))
         }
