@@ -1,30 +1,26 @@
 //! The boot image a VM spec points at: a directory with a kernel, an initrd
 //! and the kernel command line.
 //!
-//! The directory either holds a manifest, `image.json`:
-//!
-//! ```json
-//! {"version": 1, "kernel": "vmlinuz", "initrd": "initrd.img",
-//!  "cmdline": "console=ttyS0 panic=-1"}
-//! ```
-//!
-//! (`kernel` and `initrd` are paths relative to the directory), or, without a
-//! manifest, the files `vmlinuz`, `initrd.img` and `cmdline` (one line of
-//! text). The command line is measured into RTMR2 on a TDX host, so it comes
+//! The directory either holds `image.json`, the manifest `ee-image build`
+//! writes ([`easyenclave::image_manifest`]: it names the kernel, initrd and
+//! command line, and is checked strictly, image id included), or, without a
+//! manifest, the files `vmlinuz` (or `vmlinux`, an uncompressed kernel that
+//! dev images use to skip the decompressor under TCG), `initrd.img` and
+//! `cmdline` (one line of text). The command line is measured into RTMR2 on a TDX host, so it comes
 //! from the image, never from the host's spec.
 
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
-use serde::Deserialize;
+use easyenclave::image_manifest::ImageManifest;
 use thiserror::Error;
 
 /// Name of the optional manifest in an image directory.
-pub const IMAGE_MANIFEST: &str = "image.json";
-/// The manifest format version this build reads.
-pub const IMAGE_MANIFEST_VERSION: u32 = 1;
+pub const IMAGE_MANIFEST: &str = easyenclave::image_manifest::MANIFEST_FILE;
 /// Kernel file used when there is no manifest.
 pub const DEFAULT_KERNEL: &str = "vmlinuz";
+/// Kernel file used when there is no manifest and no [`DEFAULT_KERNEL`].
+pub const UNCOMPRESSED_KERNEL: &str = "vmlinux";
 /// Initrd file used when there is no manifest.
 pub const DEFAULT_INITRD: &str = "initrd.img";
 /// Command line file used when there is no manifest.
@@ -89,15 +85,6 @@ pub enum ImageError {
     },
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Manifest {
-    version: u32,
-    kernel: String,
-    initrd: String,
-    cmdline: String,
-}
-
 impl BootImage {
     /// Load the image in `dir` (absolute), from its manifest if it has one.
     pub fn load(dir: &Path) -> Result<Self, ImageError> {
@@ -109,20 +96,11 @@ impl BootImage {
         let manifest_path = dir.join(IMAGE_MANIFEST);
         let (kernel, initrd, cmdline, cmdline_source) = if manifest_path.exists() {
             let text = read_text(&manifest_path)?;
-            let manifest: Manifest =
-                serde_json::from_str(&text).map_err(|e| ImageError::Manifest {
+            let manifest =
+                ImageManifest::parse(text.as_bytes()).map_err(|problem| ImageError::Manifest {
                     path: manifest_path.clone(),
-                    problem: e.to_string(),
+                    problem,
                 })?;
-            if manifest.version != IMAGE_MANIFEST_VERSION {
-                return Err(ImageError::Manifest {
-                    path: manifest_path,
-                    problem: format!(
-                        "version: expected {IMAGE_MANIFEST_VERSION}, got {}",
-                        manifest.version
-                    ),
-                });
-            }
             let kernel = inside(dir, &manifest.kernel, "kernel", &manifest_path)?;
             let initrd = inside(dir, &manifest.initrd, "initrd", &manifest_path)?;
             (kernel, initrd, manifest.cmdline, manifest_path)
@@ -131,12 +109,11 @@ impl BootImage {
             let text = read_text(&cmdline_path)?;
             // A text file ends with one newline; that is not part of the command line.
             let line = text.strip_suffix('\n').unwrap_or(&text).to_owned();
-            (
-                dir.join(DEFAULT_KERNEL),
-                dir.join(DEFAULT_INITRD),
-                line,
-                cmdline_path,
-            )
+            let kernel = match dir.join(DEFAULT_KERNEL) {
+                path if path.exists() => path,
+                _ => dir.join(UNCOMPRESSED_KERNEL),
+            };
+            (kernel, dir.join(DEFAULT_INITRD), line, cmdline_path)
         };
         check_cmdline(&cmdline).map_err(|problem| ImageError::Cmdline {
             path: cmdline_source,
@@ -226,42 +203,94 @@ mod tests {
         assert_eq!(image.kernel, dir.path().join("vmlinuz"));
     }
 
+    /// A valid manifest as `ee-image build` writes it, changed by `edit`.
+    fn manifest(edit: impl FnOnce(&mut ImageManifest)) -> String {
+        use easyenclave::allowlist::Variant;
+        use easyenclave::image_manifest::{FileDigest, Inputs, Outputs};
+        let digest = FileDigest::of("f", b"f");
+        let mut m = ImageManifest::new(
+            Variant::Dev,
+            "console=ttyS0".into(),
+            "7.3.4+deb13-cloud-amd64".into(),
+            Inputs {
+                config: digest.clone(),
+                lock: digest.clone(),
+                ee_init: digest.clone(),
+                packages: vec![],
+            },
+            Outputs {
+                kernel: digest.clone(),
+                initrd: digest.clone(),
+                cmdline: digest,
+            },
+            vec![],
+        );
+        edit(&mut m);
+        m.to_json()
+    }
+
     #[test]
     fn manifest_paths_must_stay_inside() {
         let dir = tempfile::tempdir().unwrap();
         write(
             dir.path(),
             "image.json",
-            r#"{"version":1,"kernel":"../k","initrd":"i","cmdline":""}"#,
+            &manifest(|m| m.kernel = "../k".into()),
         );
         let err = BootImage::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("kernel: \"../k\""), "{err}");
     }
 
     #[test]
-    fn manifest_version_and_missing_initrd() {
+    fn manifest_is_checked_strictly() {
         let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "image.json",
-            r#"{"version":2,"kernel":"k","initrd":"i","cmdline":""}"#,
-        );
+        write(dir.path(), "image.json", &manifest(|m| m.version = 2));
         let err = BootImage::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("version: expected 1, got 2"), "{err}");
         write(
             dir.path(),
             "image.json",
-            r#"{"version":1,"kernel":"k","initrd":"i","cmdline":"a\nb"}"#,
+            &manifest(|m| m.image_id = "00".into()),
         );
         let err = BootImage::load(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("control character"), "{err}");
+        assert!(err.contains("does not match its outputs"), "{err}");
+        // The small boot-only manifest of earlier dev images is not image.json.
         write(
             dir.path(),
             "image.json",
             r#"{"version":1,"kernel":"k","initrd":"i","cmdline":"a"}"#,
         );
-        write(dir.path(), "k", "");
+        let err = BootImage::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("missing field"), "{err}");
+        write(
+            dir.path(),
+            "image.json",
+            &manifest(|m| m.cmdline = "a\nb".into()),
+        );
+        let err = BootImage::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("control character"), "{err}");
+    }
+
+    #[test]
+    fn manifest_names_the_files_and_a_missing_one_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "image.json", &manifest(|_| {}));
+        write(dir.path(), "vmlinuz", "k");
         let err = BootImage::load(dir.path()).unwrap_err().to_string();
         assert!(err.starts_with("initrd "), "{err}");
+        write(dir.path(), "initrd.img", "i");
+        let image = BootImage::load(dir.path()).unwrap();
+        assert_eq!(image.kernel, dir.path().join("vmlinuz"));
+        assert_eq!(image.cmdline, "console=ttyS0");
+    }
+
+    #[test]
+    fn without_vmlinuz_the_uncompressed_kernel_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "vmlinux", "k");
+        write(dir.path(), "initrd.img", "i");
+        write(dir.path(), "cmdline", "console=ttyS0");
+        let image = BootImage::load(dir.path()).unwrap();
+        assert_eq!(image.kernel, dir.path().join("vmlinux"));
     }
 }

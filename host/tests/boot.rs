@@ -81,13 +81,7 @@ fn dev_mode_boots_a_real_kernel_under_tcg() {
     std::fs::create_dir_all(&image).unwrap();
     std::os::unix::fs::symlink(&vmlinux, image.join("vmlinux")).unwrap();
     std::fs::rename(build_initramfs(fixture.path()), image.join("initrd.img")).unwrap();
-    std::fs::write(
-        image.join("image.json"),
-        json!({"version": 1, "kernel": "vmlinux", "initrd": "initrd.img",
-               "cmdline": "console=ttyS0 panic=-1"})
-        .to_string(),
-    )
-    .unwrap();
+    std::fs::write(image.join("cmdline"), "console=ttyS0 panic=-1").unwrap();
     let mut spec = dev_spec("tcg-boot", free_port());
     spec["image"] = json!("boot-image");
     let spec = fixture.write_spec("boot.json", &spec);

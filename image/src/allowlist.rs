@@ -17,7 +17,7 @@ use easyenclave::allowlist::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::build::manifest::{ImageManifest, CMDLINE_FILE, INITRD_FILE, KERNEL_FILE};
+use crate::build::manifest::{CMDLINE_FILE, INITRD_FILE, KERNEL_FILE};
 use crate::measure::acpi::read_acpi_dir;
 use crate::measure::inputs::{
     InputFile, MeasureInputs, MemorySize, QemuVersion, MAX_FIRMWARE_BYTES, MAX_INITRD_BYTES,
@@ -159,7 +159,7 @@ pub fn allowlist(
     xfam: Vec<u64>,
     release_tag: Option<String>,
 ) -> anyhow::Result<Allowlist> {
-    let manifest = ImageManifest::load(image_dir)?;
+    let manifest = crate::build::manifest::load(image_dir)?;
     let kernel = InputFile::read(&image_dir.join(KERNEL_FILE), MAX_KERNEL_BYTES)?;
     let initrd = InputFile::read(&image_dir.join(INITRD_FILE), MAX_INITRD_BYTES)?;
     let cmdline_file = image_dir.join(CMDLINE_FILE);

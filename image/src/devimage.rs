@@ -6,7 +6,7 @@
 //!
 //! - [`EeInitBuild`] builds the static (musl) `ee-init` with cargo.
 //! - [`pack_initramfs`] packs it with [`GUEST_MODULES`].
-//! - [`write_image_dir`] writes `image.json`, `initrd.img` and a link to the
+//! - [`write_image_dir`] writes `cmdline`, `initrd.img` and a link to the
 //!   kernel into a directory.
 
 use std::fs;
@@ -38,11 +38,8 @@ pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 /// The dev image's kernel command line: the serial console (what `ee-host
 /// logs` shows), and a kernel panic ends QEMU at once instead of hanging.
 pub const DEV_CMDLINE: &str = "console=ttyS0 panic=-1";
-/// The image directory's manifest and its format version (ee-host's
-/// `host/src/image.rs` reads it).
-pub const IMAGE_MANIFEST: &str = "image.json";
-/// Format version of [`IMAGE_MANIFEST`].
-pub const IMAGE_MANIFEST_VERSION: u32 = 1;
+/// The file holding the command line in an image directory.
+pub const CMDLINE_FILE: &str = easyenclave::image_manifest::CMDLINE_FILE;
 /// Variables (and prefixes) cargo sets for the process it runs (a test, a
 /// build script), not for a build. See [`EeInitBuild::command`].
 const CARGO_RUN_ENV: &[&str] = &[
@@ -222,7 +219,9 @@ pub struct DevImage {
 /// `vmlinux`, a symbolic link to the kernel cache's uncompressed kernel
 /// (QEMU boots it through its PVH entry point, skipping the decompressor
 /// that costs seconds under TCG); `initrd.img` from [`pack_initramfs`]; and
-/// `image.json` naming both with [`DEV_CMDLINE`].
+/// `cmdline` holding [`DEV_CMDLINE`]. No `image.json`: that records a build
+/// by `ee-image build` (inputs, outputs, image id), which a dev image is not;
+/// `ee-host` boots a directory without one from these files.
 pub fn write_image_dir(
     dir: &Path,
     init: &Path,
@@ -239,14 +238,8 @@ pub fn write_image_dir(
     fs::write(&initrd, &initramfs.bytes).map_err(io(&initrd))?;
     let link = dir.join("vmlinux");
     std::os::unix::fs::symlink(&kernel.vmlinux, &link).map_err(io(&link))?;
-    let manifest = serde_json::json!({
-        "version": IMAGE_MANIFEST_VERSION,
-        "kernel": "vmlinux",
-        "initrd": "initrd.img",
-        "cmdline": DEV_CMDLINE,
-    });
-    let manifest_path = dir.join(IMAGE_MANIFEST);
-    fs::write(&manifest_path, manifest.to_string()).map_err(io(&manifest_path))?;
+    let cmdline = dir.join(CMDLINE_FILE);
+    fs::write(&cmdline, DEV_CMDLINE).map_err(io(&cmdline))?;
     Ok(DevImage {
         dir: dir.to_owned(),
         initramfs,

@@ -22,7 +22,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use easyenclave::allowlist::{Allowlist, Variant};
-use ee_image::build::manifest::ImageManifest;
 use ee_image::devimage::{EeInitBuild, EeInitVariant};
 use ee_image::vm::{kernel_cache_dir, GuestKernel, RunningVm, VmSpec};
 
@@ -123,7 +122,7 @@ fn sim_image_boots_under_tcg_and_is_allowlisted() {
     let image = out.join("sim");
 
     // image.json describes the files next to it.
-    let manifest = ImageManifest::load(&image).unwrap();
+    let manifest = ee_image::build::manifest::load(&image).unwrap();
     assert_eq!(manifest.variant, Variant::Sim);
     let initrd = std::fs::read(image.join("initrd.img")).unwrap();
     let vmlinuz = std::fs::read(image.join("vmlinuz")).unwrap();
@@ -338,7 +337,7 @@ fn dev_image_opens_a_console_shell_on_a_fatal_error() {
         String::from_utf8_lossy(&built.stderr)
     );
     let image = out.join("dev");
-    let manifest = ImageManifest::load(&image).unwrap();
+    let manifest = ee_image::build::manifest::load(&image).unwrap();
     assert_eq!(manifest.variant, Variant::Dev);
     assert!(manifest
         .inputs

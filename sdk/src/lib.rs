@@ -17,6 +17,7 @@ pub mod attestation;
 pub mod canonical;
 pub mod eventlog;
 pub mod hexser;
+pub mod image_manifest;
 pub mod input;
 pub mod launch;
 pub mod module_list;

@@ -228,8 +228,8 @@ pub fn build(spec: &BuildSpec, progress: &Progress) -> Result<Vec<ImageManifest>
         tree: &tree,
         vmlinuz: &vmlinuz,
         modules: packed.modules.iter().map(|m| m.name.clone()).collect(),
-        lock_digest: FileDigest::of_file(&spec.lock)?,
-        config_digest: FileDigest::of_file(&spec.config)?,
+        lock_digest: manifest::file_digest(&spec.lock)?,
+        config_digest: manifest::file_digest(&spec.config)?,
         out: &spec.out,
         mtime: spec.mtime,
         progress,
@@ -291,12 +291,12 @@ fn build_variant(
         .packages
         .iter()
         .filter(|p| p.role != Role::Dev)
-        .map(PackageDigest::from)
+        .map(manifest::package_digest)
         .collect();
     if variant == Variant::Dev {
         for (pkg, deb) in shared.debs.iter().filter(|(p, _)| p.role == Role::Dev) {
             debs::unpack_into(&mut tree, deb, &shared.config.exclude)?;
-            packages.push(PackageDigest::from(*pkg));
+            packages.push(manifest::package_digest(pkg));
         }
         add_dev_shell(&mut tree)?;
     }
@@ -330,7 +330,7 @@ fn build_variant(
         Inputs {
             config: shared.config_digest.clone(),
             lock: shared.lock_digest.clone(),
-            ee_init: FileDigest::of_file(ee_init)?,
+            ee_init: manifest::file_digest(ee_init)?,
             packages,
         },
         outputs,
@@ -369,14 +369,7 @@ fn add_dev_shell(tree: &mut FileTree) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// The variant's name as used in paths, the command line and image.json.
-pub fn variant_name(variant: Variant) -> &'static str {
-    match variant {
-        Variant::Production => "production",
-        Variant::Dev => "dev",
-        Variant::Sim => "sim",
-    }
-}
+pub use easyenclave::image_manifest::variant_name;
 
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
     fs::read(path).map_err(|source| BuildError::Read {
