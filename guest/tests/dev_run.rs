@@ -105,7 +105,16 @@ impl Guest {
     fn stop(mut self) -> (i32, Vec<String>) {
         kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
         let status = self.child.wait().unwrap();
-        self.seen.extend(self.lines.try_iter());
+        // The reader thread may still be forwarding the last lines: take
+        // them until it hangs up at EOF (bounded, in case a service kept the
+        // pipe open).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => break,
+            }
+        }
         (status.code().unwrap_or(-1), self.seen)
     }
 }
