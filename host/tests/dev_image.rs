@@ -78,29 +78,6 @@ fn spec(name: &str, host_port: u16) -> Value {
     spec
 }
 
-/// `ee-host` with the real QEMU.
-fn ee_host(fixture: &Fixture, args: &[&str]) -> std::process::Output {
-    fixture
-        .ee_host()
-        .env("EE_HOST_QEMU", "qemu-system-x86_64")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// Run and require success; return stdout.
-fn ok(fixture: &Fixture, args: &[&str]) -> String {
-    let out = ee_host(fixture, args);
-    assert!(
-        out.status.success(),
-        "ee-host {args:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// `GET /health` on 127.0.0.1:`port`: the status and JSON body, or `None`
 /// while nothing answers (QEMU accepts on the forward before the guest
 /// listens, then closes the connection).
@@ -136,7 +113,7 @@ fn wait_healthy(fixture: &Fixture, vms: &[(&str, u16, Instant)]) -> Vec<(Value, 
         .zip(vms.iter().zip(last))
         .map(|(answer, ((name, port, _), last))| {
             answer.unwrap_or_else(|| {
-                let logs = ee_host(fixture, &["logs", name]).stdout;
+                let logs = fixture.run(&["logs", name]).stdout;
                 panic!(
                     "{name}: no 200 from /health on port {port} within {HEALTH_TIMEOUT:?} \
                      (last answer {last:?}); serial log:\n{}",
@@ -157,10 +134,9 @@ struct StopOnDrop<'a> {
 impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
         for name in self.names {
-            let _ = ee_host(
-                self.fixture,
-                &["stop", "--missing-ok", "--timeout", "1", name],
-            );
+            let _ = self
+                .fixture
+                .run(&["stop", "--missing-ok", "--timeout", "1", name]);
         }
     }
 }
@@ -178,7 +154,7 @@ fn dev_image_two_vms_health_logs_stop_and_crash_cleanup() {
         eprintln!("skipped: qemu-system-x86_64 not installed (scripts/install-deps)");
         return;
     }
-    let fixture = Fixture::new();
+    let fixture = Fixture::new().with_qemu("qemu-system-x86_64");
     let build_start = Instant::now();
     let init = ee_init_sim();
     let image =
@@ -206,10 +182,7 @@ fn dev_image_two_vms_health_logs_stop_and_crash_cleanup() {
     for (name, port) in names.into_iter().zip(ports) {
         let spec = fixture.write_spec(&format!("{name}.json"), &spec(name, port));
         let start = Instant::now();
-        ok(
-            &fixture,
-            &["launch", spec.to_str().unwrap(), "--accel", "tcg"],
-        );
+        fixture.ok(&["launch", spec.to_str().unwrap(), "--accel", "tcg"]);
         launched.push((name, port, start));
     }
 
@@ -223,7 +196,7 @@ fn dev_image_two_vms_health_logs_stop_and_crash_cleanup() {
 
     // Each console is the VM's own: ee-init read that VM's launch config.
     for (name, port) in names.iter().zip(ports) {
-        let logs = ok(&fixture, &["logs", name]);
+        let logs = fixture.ok(&["logs", name]);
         assert!(logs.contains("ee-init: agent listening on "), "{logs}");
         assert!(
             logs.contains(&format!(
@@ -239,7 +212,7 @@ fn dev_image_two_vms_health_logs_stop_and_crash_cleanup() {
         assert_eq!(status["state"], "running", "{status}");
         assert_eq!(status["ports"][0]["host_port"], port, "{status}");
     }
-    let list: Value = ok(&fixture, &["list", "--json"]).parse().unwrap();
+    let list: Value = fixture.ok(&["list", "--json"]).parse().unwrap();
     let mut listed: Vec<&str> = list["vms"]
         .as_array()
         .unwrap()
@@ -258,12 +231,12 @@ fn dev_image_two_vms_health_logs_stop_and_crash_cleanup() {
     // evdev), which shuts down and powers off.
     let pid_a = fixture.status("dev-a")["pid"].as_u64().unwrap();
     let stop_start = Instant::now();
-    let out = ok(&fixture, &["stop", "dev-a"]);
+    let out = fixture.ok(&["stop", "dev-a"]);
     let stop_took = stop_start.elapsed();
     assert_eq!(out, "stopped dev-a: guest powered off\n");
     assert!(!process_alive(pid_a));
     assert!(!fixture.state().join("vms/dev-a.json").exists());
-    let logs = ok(&fixture, &["logs", "dev-a"]);
+    let logs = fixture.ok(&["logs", "dev-a"]);
     assert!(logs.contains("ee-init: powering off"), "{logs}");
     assert!(
         health(ports[0]).is_none(),
@@ -275,18 +248,20 @@ fn dev_image_two_vms_health_logs_stop_and_crash_cleanup() {
     let pid_b = status["pid"].as_u64().unwrap();
     kill(Pid::from_raw(pid_b.try_into().unwrap()), Signal::SIGKILL).unwrap();
     assert!(wait_for(Duration::from_secs(10), || !process_alive(pid_b)));
-    let out = ee_host(&fixture, &["status", "dev-b"]);
+    let out = fixture.run(&["status", "dev-b"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
-    let out = ok(&fixture, &["stop", "dev-b"]);
+    let out = fixture.ok(&["stop", "dev-b"]);
     assert_eq!(
         out,
         "stopped dev-b: QEMU had already exited; record cleaned up\n"
     );
     assert!(!fixture.state().join("vms/dev-b.json").exists());
-    let list: Value = ok(&fixture, &["list", "--json"]).parse().unwrap();
+    let list: Value = fixture.ok(&["list", "--json"]).parse().unwrap();
     assert_eq!(list["vms"], json!([]), "{list}");
     // The console of the crashed run stays readable.
-    assert!(ok(&fixture, &["logs", "dev-b"]).contains("agent listening on "));
+    assert!(fixture
+        .ok(&["logs", "dev-b"])
+        .contains("agent listening on "));
 
     eprintln!(
         "dev image: ee-init build + packing {built:.2?}; launch to /health 200: dev-a {:.2?}, \

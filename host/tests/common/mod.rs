@@ -62,6 +62,8 @@ pub fn synthetic_tdvf() -> Vec<u8> {
 /// and `state/` as the state directory.
 pub struct Fixture {
     pub dir: TempDir,
+    /// The QEMU `ee-host` runs: the fake one unless [`Fixture::with_qemu`].
+    qemu: PathBuf,
 }
 
 impl Fixture {
@@ -78,7 +80,16 @@ impl Fixture {
         .unwrap();
         std::fs::create_dir_all(dir.path().join("firmware")).unwrap();
         std::fs::write(dir.path().join("firmware/tdvf.fd"), synthetic_tdvf()).unwrap();
-        Fixture { dir }
+        Fixture {
+            dir,
+            qemu: fake_qemu(),
+        }
+    }
+
+    /// The same fixture, with `ee-host` running `qemu` instead of the fake.
+    pub fn with_qemu(mut self, qemu: impl Into<PathBuf>) -> Self {
+        self.qemu = qemu.into();
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -100,7 +111,7 @@ impl Fixture {
     pub fn ee_host(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ee-host"));
         cmd.env("EE_HOST_STATE_DIR", self.state())
-            .env("EE_HOST_QEMU", fake_qemu())
+            .env("EE_HOST_QEMU", &self.qemu)
             .env_remove("FAKE_QEMU_FAIL")
             .env_remove("FAKE_QEMU_IGNORE_POWERDOWN");
         cmd
