@@ -1116,18 +1116,7 @@ mod tests {
         assert!(ids.windows(2).any(|w| w[0] != w[1]), "{ids:?}");
     }
 
-    fn run_ip(args: &str) -> String {
-        let out = std::process::Command::new("ip")
-            .args(args.split(' '))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "ip {args}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
+    use crate::net::tests::ip as run_ip;
 
     /// Run `test` on a thread with a private network namespace holding a
     /// veth pair eth0/eth1; skipped without CAP_SYS_ADMIN.

@@ -261,7 +261,7 @@ impl Rtnl {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Layout check against iproute2's `ip address add 10.0.2.15/24 dev <3>`
@@ -303,7 +303,8 @@ mod tests {
         assert_eq!(find_ack(&[0; 64], 1), None);
     }
 
-    fn ip(args: &str) -> String {
+    /// Run iproute2's `ip ARGS` and return its output (tests only).
+    pub(crate) fn ip(args: &str) -> String {
         let out = std::process::Command::new("ip")
             .args(args.split(' '))
             .output()
