@@ -15,6 +15,7 @@
 pub mod allowlist;
 pub mod attestation;
 pub mod canonical;
+pub mod deploy;
 pub mod eventlog;
 pub mod hexser;
 pub mod image_manifest;
