@@ -38,6 +38,10 @@ enum Command {
     /// initrd, command line, memory size and QEMU version (RTMR0 also needs
     /// QEMU's ACPI blobs); optionally compare with the TD's values.
     Measure(ee_image::measure::cli::MeasureArgs),
+    /// Compare a TD's registers (a quote, or a JSON of values and event
+    /// digests) with a transcript from `ee-image measure --json`, naming the
+    /// first register, and event, that differs.
+    Diff(ee_image::measure::cli::DiffArgs),
     /// Resolve the configuration's packages (and their dependencies) with
     /// apt, download them into the cache and write the lock file: every
     /// package's version and SHA-256.
@@ -139,6 +143,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Initramfs(args) => build_initramfs(args),
         Command::Measure(args) => ee_image::measure::cli::run(args),
+        Command::Diff(args) => ee_image::measure::cli::run_diff(args),
         Command::Lock(args) => lock(args),
         Command::Build(args) => build(args),
         Command::Allowlist(args) => ee_image::allowlist::run(args),

@@ -544,7 +544,7 @@ fn rtmr1_events_and_memory_dependence() {
         .inputs
         .kernel_header_patch
         .iter()
-        .map(|f| f.field)
+        .map(|f| f.field.as_str())
         .collect();
     assert_eq!(
         fields,
@@ -846,6 +846,93 @@ fn cli_json_and_expected_values() {
         };
         assert!(report.contains(rtmr1_line), "{report}");
     }
+}
+
+/// `ee-image diff`: a saved transcript against a TD's values, without the
+/// inputs; a transcript that contradicts itself is refused.
+#[test]
+fn cli_diff_against_a_saved_transcript() {
+    let dir = tempfile::tempdir().unwrap();
+    let inp = inputs("10.0.2", "2G");
+    let t = measure(&inp).unwrap();
+    let transcript_path = dir.path().join("transcript.json");
+    std::fs::write(&transcript_path, serde_json::to_string(&t).unwrap()).unwrap();
+    // The saved transcript reads back as the same value.
+    let text = std::fs::read_to_string(&transcript_path).unwrap();
+    assert_eq!(ee_image::measure::Transcript::from_json(&text).unwrap(), t);
+
+    // The TD booted with QEMU 10.2: its RTMR1 and event digests differ.
+    let td = measure(&MeasureInputs {
+        qemu: "10.2.0".parse().unwrap(),
+        ..inp.clone()
+    })
+    .unwrap();
+    let td_path = dir.path().join("td.json");
+    let values = |rtmr1: Measurement, events: Vec<String>| {
+        serde_json::json!({
+            "version": 1,
+            "mrtd": hex::encode(t.mrtd),
+            "rtmr1": hex::encode(rtmr1),
+            "rtmr2": hex::encode(t.rtmr2),
+            "rtmr1_events": events,
+        })
+        .to_string()
+    };
+    let td_events = td
+        .events_of(Register::Rtmr1)
+        .map(|e| hex::encode(e.digest))
+        .collect();
+    std::fs::write(&td_path, values(td.rtmr1, td_events)).unwrap();
+    let args = [
+        "diff",
+        "--transcript",
+        transcript_path.to_str().unwrap(),
+        "--td",
+        td_path.to_str().unwrap(),
+    ];
+    let out = run_ee_image(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("mrtd   matches"), "{stdout}");
+    assert!(stdout.contains("rtmr1  DIFFERS"), "{stdout}");
+    assert!(
+        stdout.contains("first differing event #0: kernel "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("rtmr0  not compared"), "{stdout}");
+    assert!(stderr.contains("rtmr1 differs from"), "{stderr}");
+
+    // The same values as computed: exit 0.
+    std::fs::write(&td_path, values(t.rtmr1, vec![])).unwrap();
+    let out = run_ee_image(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A hand-edited register that its events do not replay to.
+    let mut edited: serde_json::Value = serde_json::from_str(&text).unwrap();
+    edited["rtmr2"] = serde_json::json!("11".repeat(48));
+    std::fs::write(&transcript_path, edited.to_string()).unwrap();
+    let out = run_ee_image(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("inconsistent transcript: its rtmr2 events replay to"),
+        "{stderr}"
+    );
+
+    // Not a transcript at all.
+    std::fs::write(&transcript_path, "{\"version\": 1}").unwrap();
+    let out = run_ee_image(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("transcript.json: missing field"),
+        "{stderr}"
+    );
 }
 
 #[test]

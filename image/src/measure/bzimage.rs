@@ -87,10 +87,10 @@ pub struct DirectBoot<'a> {
 }
 
 /// One header field QEMU wrote.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PatchedField {
     /// Field name in the boot protocol documentation.
-    pub field: &'static str,
+    pub field: String,
     /// File offset.
     pub offset: usize,
     /// Value written.
@@ -198,7 +198,7 @@ pub fn qemu_patched_setup(
     let mut put = |field: &'static str, offset: usize, value: u64, width: usize| {
         out[offset..offset + width].copy_from_slice(&value.to_le_bytes()[..width]);
         fields.push(PatchedField {
-            field,
+            field: field.to_owned(),
             offset,
             value,
         });

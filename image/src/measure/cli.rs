@@ -8,11 +8,13 @@ use easyenclave::quote::Quote;
 
 use super::{
     diff, join, measure, read_acpi_dir, Expected, InputFile, MeasureInputs, MemorySize,
-    QemuVersion, MAX_FIRMWARE_BYTES, MAX_INITRD_BYTES, MAX_KERNEL_BYTES,
+    QemuVersion, Transcript, MAX_FIRMWARE_BYTES, MAX_INITRD_BYTES, MAX_KERNEL_BYTES,
 };
 
 /// Largest expected-values file read.
 const MAX_EXPECTED_BYTES: u64 = 1 << 20;
+/// Largest transcript read (a real one is a few KiB).
+const MAX_TRANSCRIPT_BYTES: u64 = 4 << 20;
 
 /// Arguments of `ee-image measure`.
 #[derive(Debug, clap::Args)]
@@ -117,6 +119,49 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<()> {
         if report.mismatch.is_some() {
             bail!("measurements differ from {}", path.display());
         }
+    }
+    Ok(())
+}
+
+/// Arguments of `ee-image diff`.
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    /// The computed transcript: the output of `ee-image measure --json`.
+    #[arg(long, value_name = "FILE")]
+    pub transcript: PathBuf,
+    /// What the TD reported: a TDX quote (raw, hex or base64), or a JSON file
+    /// {"version": 1, "mrtd", "rtmr0", "rtmr1", "rtmr2", optional
+    /// "rtmr0_events".. "rtmr2_events"} (hex). With the event digests of the
+    /// TD's event log, the first differing event is named.
+    #[arg(long, value_name = "FILE")]
+    pub td: PathBuf,
+}
+
+/// Run `ee-image diff`: compare without recomputing anything. An `Err` is
+/// reported with exit status 1 (registers differ, or unreadable input).
+pub fn run_diff(args: DiffArgs) -> anyhow::Result<()> {
+    let file = InputFile::read(&args.transcript, MAX_TRANSCRIPT_BYTES)?;
+    let text = String::from_utf8(file.bytes)
+        .map_err(|_| anyhow::anyhow!("{}: not UTF-8", args.transcript.display()))?;
+    let transcript = Transcript::from_json(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.transcript.display()))?;
+    let file = InputFile::read(&args.td, MAX_EXPECTED_BYTES)?;
+    let values =
+        expected_values(file.bytes).map_err(|e| anyhow::anyhow!("{}: {e}", args.td.display()))?;
+    let report = diff(&values, &transcript);
+    print!("{report}");
+    if let Some(mismatch) = &report.mismatch {
+        bail!(
+            "{} differs from {}",
+            mismatch.register,
+            args.transcript.display()
+        );
+    }
+    if report.matched.is_empty() {
+        bail!(
+            "nothing was compared: {} holds no register the transcript has",
+            args.td.display()
+        );
     }
     Ok(())
 }

@@ -26,7 +26,7 @@ pub const EXTEND_CHUNK: usize = 256;
 const BLOCK: usize = 128;
 
 /// The order of PAGE.ADD and MR.EXTEND within a section.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PageAddOrder {
     /// Per page: PAGE.ADD, then its 16 MR.EXTENDs (upstream KVM, QEMU >= 9).

@@ -56,7 +56,7 @@ const DESCRIPTOR_HEADER: usize = 16;
 const SECTION_ENTRY: usize = 32;
 
 /// What a section holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SectionType {
     /// Boot firmware volume: the firmware code.

@@ -63,7 +63,7 @@ pub struct Event {
 }
 
 /// How one TDVF section entered MRTD.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MrtdSection {
     /// Position in the TDVF descriptor.
     pub index: usize,
@@ -78,7 +78,7 @@ pub struct MrtdSection {
 }
 
 /// The files and settings a transcript was computed from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputSummary {
     /// Firmware file.
     pub firmware: String,
@@ -105,7 +105,7 @@ pub struct InputSummary {
 }
 
 /// Computed registers and the events behind them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transcript {
     /// Format version ([`TRANSCRIPT_VERSION`]).
     pub version: u32,
@@ -120,7 +120,7 @@ pub struct Transcript {
     #[serde(with = "optional_hex")]
     pub rtmr0: Option<Measurement>,
     /// Why RTMR0 was not computed.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtmr0_not_computed: Option<String>,
     /// RTMR1.
     #[serde(with = "easyenclave::hexser")]
@@ -135,6 +135,33 @@ pub struct Transcript {
 }
 
 impl Transcript {
+    /// Read a transcript written by `ee-image measure --json`, checking the
+    /// format version and that each register equals the replay of its events
+    /// (a hand-edited transcript could otherwise disagree with itself).
+    pub fn from_json(text: &str) -> Result<Transcript, String> {
+        let transcript: Transcript = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if transcript.version != TRANSCRIPT_VERSION {
+            return Err(format!(
+                "transcript format version {}, this build reads {TRANSCRIPT_VERSION}",
+                transcript.version
+            ));
+        }
+        for register in [Register::Rtmr0, Register::Rtmr1, Register::Rtmr2] {
+            let Some(value) = transcript.register(register) else {
+                continue;
+            };
+            let replayed = transcript.replay(register);
+            if replayed != value {
+                return Err(format!(
+                    "inconsistent transcript: its {register} events replay to {} but it records {register} = {}",
+                    hex::encode(replayed),
+                    hex::encode(value)
+                ));
+            }
+        }
+        Ok(transcript)
+    }
+
     /// The computed value of `register` (None for RTMR0 without ACPI blobs).
     pub fn register(&self, register: Register) -> Option<Measurement> {
         match register {
@@ -202,7 +229,7 @@ impl Transcript {
 
 /// Serde for `Option<Measurement>`: hex string or null.
 mod optional_hex {
-    use serde::Serializer;
+    use serde::{Deserialize, Deserializer, Serializer};
 
     use easyenclave::rtmr::Measurement;
 
@@ -211,5 +238,11 @@ mod optional_hex {
             Some(m) => s.serialize_str(&hex::encode(m)),
             None => s.serialize_none(),
         }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Measurement>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|t| easyenclave::hexser::decode_array(&t).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
