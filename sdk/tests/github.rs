@@ -754,3 +754,58 @@ fn binary_rejects_bad_arguments() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("not an IP:port address"));
 }
+
+/// The URLs in answers follow the Host the client used: a VM behind QEMU's
+/// user network asks for `10.0.2.2:PORT` and must be sent back there (for
+/// uploads and the storage redirect), while host-side clients keep
+/// `127.0.0.1`.
+#[test]
+fn urls_follow_the_request_host() {
+    use std::io::{Read, Write};
+    let server = start();
+    let github = client(&server, Some("t-alice"));
+    let (_, asset_id) = release_with_asset(&github, &repo("alice/app"), "v1", b"data");
+    let get = |host: &str, path: &str| {
+        let mut stream = std::net::TcpStream::connect(server.api_addr()).unwrap();
+        write!(
+            stream,
+            "GET /api/v3{path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: t\r\n\
+             Authorization: token t-alice\r\nAccept: application/octet-stream\r\n\
+             Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    let port = server.api_addr().port();
+    let storage_port = server.storage_addr().port();
+
+    let releases = get(&format!("10.0.2.2:{port}"), "/repos/alice/app/releases");
+    assert!(
+        releases.contains(&format!(
+            "\"upload_url\":\"http://10.0.2.2:{port}/api/uploads/"
+        )),
+        "{releases}"
+    );
+    assert!(!releases.contains("127.0.0.1"), "{releases}");
+    let download = get(
+        &format!("10.0.2.2:{port}"),
+        &format!("/repos/alice/app/releases/assets/{asset_id}"),
+    );
+    assert!(
+        download.contains(&format!("Location: http://10.0.2.2:{storage_port}/")),
+        "{download}"
+    );
+    // The host's own client still gets loopback URLs, and they work.
+    let local = github
+        .download_asset(&repo("alice/app"), asset_id, 1024)
+        .unwrap();
+    assert_eq!(local, b"data");
+    // A Host header that is not a plain host[:port] is not echoed into URLs.
+    let odd = get("evil.example/path", "/repos/alice/app/releases");
+    assert!(
+        odd.contains(&format!("http://{}/api/uploads/", server.api_addr())),
+        "{odd}"
+    );
+}

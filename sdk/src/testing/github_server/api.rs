@@ -205,7 +205,7 @@ fn repo_endpoint(
                 return Err(ApiError::new(410, "Artifact has expired"));
             }
             Ok(Reply::redirect(
-                shared.storage.url(Blob::Artifact, artifact.id),
+                shared.storage_url(Blob::Artifact, artifact.id),
             ))
         }
         _ => Err(ApiError::not_found()),
@@ -397,7 +397,7 @@ fn asset(shared: &Shared, req: &Incoming<'_>, repo: &str, id: u64) -> Result<Rep
         .header("accept")
         .is_some_and(|a| a.contains("application/octet-stream"));
     if wants_content {
-        Ok(Reply::redirect(shared.storage.url(Blob::Asset, asset.id)))
+        Ok(Reply::redirect(shared.storage_url(Blob::Asset, asset.id)))
     } else {
         Ok(Reply::json(200, &asset_json(shared, release, asset)))
     }
@@ -411,7 +411,7 @@ fn browser_download(shared: &Shared, repo: &str, tag: &str, name: &str) -> Resul
         .filter(|r| r.repo == repo && !r.draft && r.tag_name == tag)
         .find_map(|r| r.assets.iter().find(|a| a.name == name))
         .ok_or_else(ApiError::not_found)?;
-    Ok(Reply::redirect(shared.storage.url(Blob::Asset, asset.id)))
+    Ok(Reply::redirect(shared.storage_url(Blob::Asset, asset.id)))
 }
 
 fn list_artifacts(shared: &Shared, req: &Incoming<'_>, repo: &str) -> Result<Reply, ApiError> {
@@ -467,7 +467,7 @@ fn paginated(
         let path: Vec<String> = req.segments.iter().map(|s| encode(s)).collect();
         format!(
             "<{}/{}?{}>; rel=\"{rel}\"",
-            shared.urls.web,
+            shared.urls().web,
             path.join("/"),
             query.join("&")
         )
@@ -505,8 +505,8 @@ fn user_json(shared: &Shared, login: &str) -> Value {
         "id": shared.config.user_id(login).unwrap_or(0),
         "type": "User",
         "site_admin": false,
-        "url": format!("{}/users/{}", shared.urls.api, encode(login)),
-        "html_url": format!("{}/{}", shared.urls.web, encode(login)),
+        "url": format!("{}/users/{}", shared.urls().api, encode(login)),
+        "html_url": format!("{}/{}", shared.urls().web, encode(login)),
     })
 }
 
@@ -520,8 +520,8 @@ fn repo_json(shared: &Shared, caller: Option<&str>, repo: &str, level: Permissio
         "owner": user_json(shared, owner),
         "private": private,
         "visibility": if private { "private" } else { "public" },
-        "html_url": format!("{}/{repo}", shared.urls.web),
-        "url": format!("{}/repos/{repo}", shared.urls.api),
+        "html_url": format!("{}/{repo}", shared.urls().web),
+        "url": format!("{}/repos/{repo}", shared.urls().api),
         "default_branch": "main",
     });
     // GitHub includes the caller's permissions only for authenticated requests.
@@ -540,16 +540,18 @@ fn repo_json(shared: &Shared, caller: Option<&str>, repo: &str, level: Permissio
 fn release_json(shared: &Shared, release: &StoredRelease) -> Value {
     let api = format!(
         "{}/repos/{}/releases/{}",
-        shared.urls.api, release.repo, release.id
+        shared.urls().api,
+        release.repo,
+        release.id
     );
     json!({
         "url": api,
         "assets_url": format!("{api}/assets"),
         "upload_url": format!(
             "{}/repos/{}/releases/{}/assets{{?name,label}}",
-            shared.urls.uploads, release.repo, release.id
+            shared.urls().uploads, release.repo, release.id
         ),
-        "html_url": format!("{}/{}/releases/tag/{}", shared.urls.web, release.repo, encode(&release.tag_name)),
+        "html_url": format!("{}/{}/releases/tag/{}", shared.urls().web, release.repo, encode(&release.tag_name)),
         "id": release.id,
         "author": user_json(shared, &release.author),
         "tag_name": release.tag_name,
@@ -566,10 +568,10 @@ fn release_json(shared: &Shared, release: &StoredRelease) -> Value {
 
 fn asset_json(shared: &Shared, release: &StoredRelease, asset: &StoredAsset) -> Value {
     json!({
-        "url": format!("{}/repos/{}/releases/assets/{}", shared.urls.api, release.repo, asset.id),
+        "url": format!("{}/repos/{}/releases/assets/{}", shared.urls().api, release.repo, asset.id),
         "browser_download_url": format!(
             "{}/{}/releases/download/{}/{}",
-            shared.urls.web, release.repo, encode(&release.tag_name), encode(&asset.name)
+            shared.urls().web, release.repo, encode(&release.tag_name), encode(&asset.name)
         ),
         "id": asset.id,
         "name": asset.name,
@@ -588,7 +590,9 @@ fn asset_json(shared: &Shared, release: &StoredRelease, asset: &StoredAsset) -> 
 fn artifact_json(shared: &Shared, artifact: &StoredArtifact) -> Value {
     let url = format!(
         "{}/repos/{}/actions/artifacts/{}",
-        shared.urls.api, artifact.repo, artifact.id
+        shared.urls().api,
+        artifact.repo,
+        artifact.id
     );
     json!({
         "id": artifact.id,

@@ -63,6 +63,12 @@ struct Fault {
 }
 
 /// Base URLs the JSON documents point at.
+///
+/// They follow the `Host` the client used, as a server behind a reverse proxy
+/// would: a VM behind QEMU's user network reaches the server as
+/// `10.0.2.2:PORT` and must be sent there, while a client on the host uses
+/// `127.0.0.1:PORT`. Each worker thread serves one request at a time, so the
+/// request's host is kept in a thread-local for the length of the request.
 struct Urls {
     /// `http://host:port`: web URLs (`browser_download_url`, `html_url`).
     web: String,
@@ -72,10 +78,40 @@ struct Urls {
     uploads: String,
 }
 
+thread_local! {
+    /// `host[:port]` from the `Host` header of the request this thread serves.
+    static REQUEST_HOST: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A `Host` header value usable in a URL: a name, IPv4 or `[IPv6]`, with an
+/// optional port, and nothing else.
+fn usable_host(value: &str) -> Option<&str> {
+    let ok = !value.is_empty()
+        && value.len() <= 255
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    ok.then_some(value)
+}
+
+impl Urls {
+    fn for_host(host: &str) -> Urls {
+        let web = format!("http://{host}");
+        Urls {
+            api: format!("{web}/api/v3"),
+            uploads: format!("{web}/api/uploads"),
+            web,
+        }
+    }
+}
+
 /// State shared by the worker threads.
 struct Shared {
     config: ServerConfig,
-    urls: Urls,
+    /// The API listener's address: URLs use it when a request has no Host.
+    api_addr: SocketAddr,
+    /// The storage listener's port: storage URLs use the request's host name with it.
+    storage_port: u16,
     storage: Storage,
     store: Mutex<Store>,
     faults: Mutex<Vec<Fault>>,
@@ -84,6 +120,32 @@ struct Shared {
 }
 
 impl Shared {
+    /// Base URLs for the request being served (see [`Urls`]).
+    fn urls(&self) -> Urls {
+        Urls::for_host(
+            &self
+                .request_host()
+                .unwrap_or_else(|| self.api_addr.to_string()),
+        )
+    }
+
+    /// A signed storage URL for `blob` `id`, on the request's host name.
+    fn storage_url(&self, blob: storage::Blob, id: u64) -> String {
+        let host = match self.request_host() {
+            Some(host) => host_name(&host).to_owned(),
+            None => match self.api_addr.ip() {
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                std::net::IpAddr::V4(ip) => ip.to_string(),
+            },
+        };
+        self.storage
+            .url(&format!("http://{host}:{}", self.storage_port), blob, id)
+    }
+
+    fn request_host(&self) -> Option<String> {
+        REQUEST_HOST.with(|h| h.borrow().clone())
+    }
+
     /// The data store. A panicked worker cannot leave it half-updated in a
     /// way later requests care about, so a poisoned lock is still used.
     fn store(&self) -> MutexGuard<'_, Store> {
@@ -155,17 +217,10 @@ impl GithubServer {
         if storage_addr == api_addr {
             bail!("the storage listener must differ from the API listener");
         }
-        let web = format!("http://{api_addr}");
         let shared = Arc::new(Shared {
-            urls: Urls {
-                api: format!("{web}/api/v3"),
-                uploads: format!("{web}/api/uploads"),
-                web,
-            },
-            storage: Storage::new(
-                format!("http://{storage_addr}"),
-                config.storage_url_ttl_secs,
-            ),
+            api_addr,
+            storage_port: storage_addr.port(),
+            storage: Storage::new(config.storage_url_ttl_secs),
             store: Mutex::new(store),
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(VecDeque::new()),
@@ -202,7 +257,7 @@ impl GithubServer {
 
     /// The REST API base URL, e.g. `http://127.0.0.1:PORT/api/v3`.
     pub fn base_url(&self) -> String {
-        self.shared.urls.api.clone()
+        Urls::for_host(&self.api_addr.to_string()).api
     }
 
     /// The address of the API listener.
@@ -331,6 +386,12 @@ fn serve(shared: &Shared, listener: Listener, mut request: tiny_http::Request) {
         .iter()
         .any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
     let body_length = request.body_length();
+    let host = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("host"))
+        .and_then(|(_, value)| usable_host(value))
+        .map(str::to_owned);
+    REQUEST_HOST.with(|h| *h.borrow_mut() = host);
 
     let reply = match shared.take_fault(raw_path) {
         Some(status) => ApiError::new(status, "Server Error").into_reply(),
@@ -373,4 +434,14 @@ fn into_response(reply: Reply) -> Response<std::io::Cursor<Vec<u8>>> {
         }
     }
     response
+}
+
+/// The name part of `host[:port]` (`[v6]:port` keeps its brackets).
+fn host_name(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map_or(host, |(name, _)| &host[..name.len() + 1]);
+    }
+    host.split_once(':').map_or(host, |(name, _)| name)
 }

@@ -32,27 +32,25 @@ impl Blob {
 
 /// Issues and checks signed storage URLs.
 pub(super) struct Storage {
-    origin: String,
     ttl_secs: u64,
     secret: [u8; 32],
 }
 
 impl Storage {
-    /// `origin` is `http://host:port` of the storage listener.
-    pub fn new(origin: String, ttl_secs: u64) -> Storage {
+    /// URLs stay valid for `ttl_secs`.
+    pub fn new(ttl_secs: u64) -> Storage {
         Storage {
-            origin,
             ttl_secs,
             secret: fresh_secret(),
         }
     }
 
-    /// A URL for `blob` `id` valid for the configured lifetime.
-    pub fn url(&self, blob: Blob, id: u64) -> String {
+    /// A URL on `origin` (`http://host:port` of the storage listener) for
+    /// `blob` `id`, valid for the configured lifetime.
+    pub fn url(&self, origin: &str, blob: Blob, id: u64) -> String {
         let expires = now().saturating_add(self.ttl_secs);
         format!(
-            "{}{STORAGE_PATH_PREFIX}{}/{id}?expires={expires}&sig={}",
-            self.origin,
+            "{origin}{STORAGE_PATH_PREFIX}{}/{id}?expires={expires}&sig={}",
             blob.kind(),
             self.sign(blob, id, expires)
         )
