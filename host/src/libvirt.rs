@@ -18,11 +18,14 @@
 //! Either way the VM's files (serial log, launch config) live where
 //! `ee-host launch` would put them, so the same host layout works under
 //! libvirt. The launch config reaches the guest as a fw_cfg entry
-//! (`<sysinfo type='fwcfg'>`), user networking uses the passt backend (the
+//! (`<sysinfo type='fwcfg'>`), and so do a dev guest's simulated-TD
+//! registers when the spec has `sim_registers`; user networking uses the passt backend (the
 //! libvirt user-network backend that supports `<portForward>`).
 
 use std::fmt::Write as _;
 use std::path::Path;
+
+use easyenclave::sim_registers::SIM_REGISTERS_FW_CFG_NAME;
 
 use crate::qemu::{Accel, RenderError, Runtime};
 use crate::spec::{protocol_name, Mode, NetworkPlan, Qgs, VmPlan, HOST_VSOCK_CID};
@@ -116,6 +119,15 @@ pub fn domain_xml(plan: &VmPlan, runtime: &Runtime<'_>) -> Result<String, Render
             path_text(&paths.launch_config)?
         ),
     );
+    if plan.sim_registers.is_some() {
+        line(
+            2,
+            &format!(
+                "<entry name='{SIM_REGISTERS_FW_CFG_NAME}' file='{}'/>",
+                path_text(&paths.sim_registers())?
+            ),
+        );
+    }
     line(1, "</sysinfo>");
     line(1, "<features>");
     line(2, "<acpi/>");

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use easyenclave::sim_registers::SIM_REGISTERS_FW_CFG_NAME;
 use ee_host::preflight::{self, Preflight};
 use ee_host::qemu::{self, Accel, DEFAULT_QEMU};
 use ee_host::spec::{protocol_name, Mode, PortForward, DEFAULT_QGS_VSOCK_PORT};
@@ -362,6 +363,17 @@ fn launch(host: &Host, args: &LaunchArgs) -> Result<ExitCode> {
                     LAUNCH_CONFIG_FW_CFG_NAME,
                     prepared.launch_json
                 );
+                if let (Some(json), Some(registers)) =
+                    (&prepared.sim_registers_json, &prepared.plan.sim_registers)
+                {
+                    text.push_str(&format!(
+                        "# Simulated TD registers (allowlist entry {:?}), written to {} and passed as fw_cfg {}:\n# {}\n",
+                        registers.entry,
+                        prepared.paths.sim_registers().display(),
+                        SIM_REGISTERS_FW_CFG_NAME,
+                        json
+                    ));
+                }
                 text.push_str(&qemu::shell_command(&host.qemu, &prepared.args));
                 if !firewall.is_empty() {
                     text.push_str("# Port forwards of the bridged VM:\n");
@@ -384,7 +396,7 @@ fn launch(host: &Host, args: &LaunchArgs) -> Result<ExitCode> {
                 let launch: serde_json::Value = serde_json::from_str(&prepared.launch_json)?;
                 let mut argv = vec![host.qemu.clone()];
                 argv.extend(prepared.args.iter().cloned());
-                let doc = serde_json::json!({
+                let mut doc = serde_json::json!({
                     "version": 1,
                     "name": prepared.plan.name,
                     "mode": prepared.plan.mode,
@@ -394,6 +406,11 @@ fn launch(host: &Host, args: &LaunchArgs) -> Result<ExitCode> {
                     "paths": prepared.paths,
                     "iptables": firewall,
                 });
+                // Only present when the spec has sim_registers.
+                if let Some(json) = &prepared.sim_registers_json {
+                    doc["sim_registers"] = serde_json::from_str(json)?;
+                    doc["sim_registers_path"] = serde_json::json!(prepared.paths.sim_registers());
+                }
                 serde_json::to_string_pretty(&doc)? + "\n"
             }
         };

@@ -18,10 +18,12 @@
 //!
 //! Dev mode boots the same kernel, initrd, command line and launch config
 //! without TDX: `-cpu max`, TCG (one vCPU) or KVM, no `-bios` (SeaBIOS
-//! direct kernel boot).
+//! direct kernel boot). A spec with `sim_registers` adds a second fw_cfg
+//! file, the registers the guest's simulated TD starts with.
 
 use std::path::Path;
 
+use easyenclave::sim_registers::SIM_REGISTERS_FW_CFG_NAME;
 use thiserror::Error;
 
 use crate::forward::hostfwd;
@@ -164,6 +166,15 @@ pub fn args(plan: &VmPlan, runtime: &Runtime<'_>) -> Result<Vec<String>, RenderE
             opt_value(&paths.launch_config)?
         ),
     ]);
+    if plan.sim_registers.is_some() {
+        push(&[
+            "-fw_cfg",
+            &format!(
+                "name={SIM_REGISTERS_FW_CFG_NAME},file={}",
+                opt_value(&paths.sim_registers())?
+            ),
+        ]);
+    }
     push(&[
         "-chardev",
         &format!("file,id=serial0,path={}", opt_value(&paths.serial_log)?),

@@ -17,7 +17,8 @@
 //!   "ports": [{"protocol": "tcp", "host_port": 8443, "guest_port": 8443, "address": "0.0.0.0"}],
 //!   "qgs": {"transport": "vsock", "port": 4050},
 //!   "vsock_cid": 3,
-//!   "launch": {"version": 1, "repo": "owner/app", "endpoint": "https://app.example.com"}
+//!   "launch": {"version": 1, "repo": "owner/app", "endpoint": "https://app.example.com"},
+//!   "sim_registers": {"allowlist": "allowlist.json", "entry": "2cpu-4g"}
 //! }
 //! ```
 //!
@@ -27,13 +28,21 @@
 //! and `vsock_cid` (default: the lowest CID no other VM uses, from 3) are
 //! optional. `launch` is an [`easyenclave::launch::LaunchConfig`]; the ports
 //! the host forwards and the ports the guest is told about must agree.
+//!
+//! `sim_registers` (dev mode only) names the image's allowlist and one of its
+//! entries (by default the one for this VM's `cpus` and `memory_mib`); the
+//! guest's simulated TD then starts with the registers a real TDX launch of
+//! this image and shape would have (see [`easyenclave::sim_registers`]).
 
 use std::collections::HashSet;
 use std::fmt;
+use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use easyenclave::allowlist::{Allowlist, MeasurementSet, MAX_ALLOWLIST_BYTES};
 use easyenclave::launch::{LaunchConfig, Network as GuestNetwork, Protocol};
+use easyenclave::sim_registers::SimRegisters;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -152,6 +161,18 @@ impl Default for Qgs {
     }
 }
 
+/// Where a dev-mode guest's simulated TD gets its MRTD and RTMR0-2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimRegistersSpec {
+    /// The image's allowlist (what `ee-image allowlist` writes).
+    pub allowlist: PathBuf,
+    /// The entry to copy; by default the only entry whose profile has the
+    /// spec's `cpus` and `memory_mib`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+}
+
 /// A VM spec as written (format version [`SPEC_VERSION`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -188,6 +209,9 @@ pub struct VmSpec {
     pub vsock_cid: Option<u32>,
     /// The launch config handed to the guest over fw_cfg.
     pub launch: LaunchConfig,
+    /// Registers for the simulated TD (dev mode only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim_registers: Option<SimRegistersSpec>,
 }
 
 /// How the VM's NIC is connected, with what the renderers need.
@@ -231,6 +255,8 @@ pub struct VmPlan {
     pub launch: LaunchConfig,
     /// The NIC's MAC address, derived from the name so it is stable across restarts.
     pub mac: [u8; 6],
+    /// Registers handed to the guest's simulated TD over fw_cfg (dev mode only).
+    pub sim_registers: Option<SimRegisters>,
 }
 
 /// Why a spec was refused. Every message names the field.
@@ -378,6 +404,16 @@ impl VmSpec {
             // Not used without TDX; kept out of the plan so nothing renders it.
             (Mode::Dev, _) => None,
         };
+        let sim_registers = match (mode, &self.sim_registers) {
+            (_, None) => None,
+            (Mode::Tdx, Some(_)) => {
+                return Err(field_error(
+                    "sim_registers",
+                    "only used in dev mode: a real TD's MRTD and RTMRs are measured by the TDX module, firmware and kernel, never told by the host; remove the field or launch with --mode dev",
+                ))
+            }
+            (Mode::Dev, Some(spec)) => Some(choose_sim_registers(base_dir, spec, &self)?),
+        };
         let network = self.network_plan()?;
         check_ports(&self.ports, &self.launch, &network)?;
         check_qgs(&self.qgs)?;
@@ -405,6 +441,7 @@ impl VmSpec {
             qgs: self.qgs,
             vsock_cid: self.vsock_cid,
             launch: self.launch,
+            sim_registers,
         })
     }
 
@@ -466,6 +503,115 @@ fn absolute(base: &Path, path: &Path) -> PathBuf {
     } else {
         base.join(path)
     }
+}
+
+/// Read the allowlist `spec` names and copy the registers of its entry for
+/// the VM's shape (`cpus`, `memory_mib`): the named entry, which must be for
+/// that shape, or else the only entry for it. The list must be for the image
+/// the launch config names, if it names one.
+fn choose_sim_registers(
+    base_dir: &Path,
+    spec: &SimRegistersSpec,
+    vm: &VmSpec,
+) -> Result<SimRegisters, SpecError> {
+    let (cpus, memory_mib) = (vm.cpus, vm.memory_mib);
+    let path = absolute(base_dir, &spec.allowlist);
+    let list = read_allowlist(&path).map_err(|p| field_error("sim_registers.allowlist", p))?;
+    if let Some(image_id) = &vm.launch.image_id {
+        if *image_id != list.image_id {
+            return Err(field_error(
+                "sim_registers.allowlist",
+                format!(
+                    "{} is for image {:?}, but launch.image_id is {image_id:?}",
+                    path.display(),
+                    list.image_id
+                ),
+            ));
+        }
+    }
+    let fits = |entry: &MeasurementSet| {
+        entry.profile.cpus == cpus && entry.profile.memory_mib == u64::from(memory_mib)
+    };
+    let shapes = || {
+        list.entries
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} (cpus {}, memory_mib {})",
+                    e.name, e.profile.cpus, e.profile.memory_mib
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let entry = match &spec.entry {
+        Some(name) => {
+            let entry = list
+                .entries
+                .iter()
+                .find(|e| e.name == *name)
+                .ok_or_else(|| {
+                    field_error(
+                        "sim_registers.entry",
+                        format!(
+                            "{} has no entry {name:?}; it has {}",
+                            path.display(),
+                            shapes()
+                        ),
+                    )
+                })?;
+            if !fits(entry) {
+                return Err(field_error(
+                    "sim_registers.entry",
+                    format!(
+                        "{name:?} is for cpus {}, memory_mib {}, but this VM has cpus {cpus}, memory_mib {memory_mib}; a TD of another shape has other registers",
+                        entry.profile.cpus, entry.profile.memory_mib
+                    ),
+                ));
+            }
+            entry
+        }
+        None => {
+            let fitting: Vec<&MeasurementSet> = list.entries.iter().filter(|e| fits(e)).collect();
+            match fitting[..] {
+                [entry] => entry,
+                [] => {
+                    return Err(field_error(
+                        "sim_registers.entry",
+                        format!(
+                            "not given, and no entry of {} is for this VM's cpus {cpus}, memory_mib {memory_mib}; it has {}",
+                            path.display(),
+                            shapes()
+                        ),
+                    ))
+                }
+                _ => {
+                    let names: Vec<&str> = fitting.iter().map(|e| e.name.as_str()).collect();
+                    return Err(field_error(
+                        "sim_registers.entry",
+                        format!(
+                            "not given, and several entries of {} are for this VM's cpus {cpus}, memory_mib {memory_mib} ({}); name one",
+                            path.display(),
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    Ok(SimRegisters::from_entry(entry))
+}
+
+/// Read and validate an allowlist file, reading at most one byte over the
+/// size limit so a huge file is refused without loading it.
+fn read_allowlist(path: &Path) -> Result<Allowlist, String> {
+    let read_error = |e: std::io::Error| format!("reading {}: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_ALLOWLIST_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    Allowlist::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// A locally administered MAC in QEMU's 52:54:00 range, from the VM name.

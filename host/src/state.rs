@@ -54,6 +54,15 @@ pub struct VmPaths {
     pub qmp_socket: PathBuf,
 }
 
+impl VmPaths {
+    /// Registers for a dev-mode guest's simulated TD, passed over fw_cfg
+    /// (only when the spec has `sim_registers`). Derived from `run_dir`
+    /// rather than stored, so records keep their format.
+    pub fn sim_registers(&self) -> PathBuf {
+        self.run_dir.join("sim-registers.json")
+    }
+}
+
 /// What ee-host knows about a VM it started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -279,7 +288,11 @@ impl StateDir {
     /// which stay for `ee-host logs` after the VM is gone.
     pub fn remove(&self, name: &str) -> Result<(), StateError> {
         let paths = self.paths(name)?;
-        for path in [&paths.launch_config, &paths.qmp_socket] {
+        for path in [
+            &paths.launch_config,
+            &paths.sim_registers(),
+            &paths.qmp_socket,
+        ] {
             remove_if_exists(path)?;
         }
         let record = self.record_path(name);

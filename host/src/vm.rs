@@ -83,6 +83,9 @@ pub struct Prepared {
     pub args: Vec<String>,
     /// The launch config as written for the guest (canonical JSON).
     pub launch_json: String,
+    /// The simulated TD's registers as written for the guest (canonical
+    /// JSON), when the spec has `sim_registers`.
+    pub sim_registers_json: Option<String>,
     /// iptables rules for bridged forwards.
     pub firewall_rules: Vec<FirewallRule>,
 }
@@ -240,6 +243,15 @@ impl Host {
             field: "launch".to_owned(),
             problem: e.to_string(),
         })?;
+        let sim_registers_json = plan
+            .sim_registers
+            .as_ref()
+            .map(|r| r.to_json())
+            .transpose()
+            .map_err(|e| SpecError::Field {
+                field: "sim_registers".to_owned(),
+                problem: e.to_string(),
+            })?;
         let mut prepared = Prepared {
             plan,
             spec_path,
@@ -248,6 +260,7 @@ impl Host {
             accel: options.accel,
             args: Vec::new(),
             launch_json,
+            sim_registers_json,
             firewall_rules,
         };
         prepared.args = qemu::args(&prepared.plan, &prepared.runtime())?;
@@ -369,6 +382,9 @@ impl Host {
         let paths = &prepared.paths;
         fs::create_dir_all(&paths.run_dir).map_err(io_error("creating", &paths.run_dir))?;
         write_atomically(&paths.launch_config, prepared.launch_json.as_bytes())?;
+        if let Some(json) = &prepared.sim_registers_json {
+            write_atomically(&paths.sim_registers(), json.as_bytes())?;
+        }
         // A socket left by a QEMU that was killed would make this one fail to bind.
         match fs::remove_file(&paths.qmp_socket) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

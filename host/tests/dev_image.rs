@@ -5,22 +5,31 @@
 //!
 //! One test, because every TCG boot costs seconds of CPU on a 2-core
 //! machine: two VMs at once on different host ports, each answering
-//! `GET /health` through its forward with the simulated TD; `logs` shows
-//! each VM's own console; `list --json` shows both; `stop` powers one off
-//! through the ACPI power button; the other's QEMU is killed with SIGKILL,
-//! and `stop` still cleans up its record.
+//! `GET /health` through its forward with the simulated TD, over RA-TLS
+//! verified by the SDK's agent client (sim root); dev-b is launched with
+//! `sim_registers` (an allowlist entry for its shape), so a client holding
+//! that allowlist accepts dev-b and rejects dev-a, whose simulated TD keeps
+//! the default registers; `logs` shows each VM's own console; `list
+//! --json` shows both; `stop` powers one off through the ACPI power button;
+//! the other's QEMU is killed with SIGKILL, and `stop` still cleans up its
+//! record.
 //!
 //! Skips, saying why, without the kernel cache or QEMU (like tests/boot.rs).
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{dev_spec, free_ports, process_alive, wait_for, Fixture};
+use easyenclave::agent::{AgentClient, AgentError, AgentTrust, ClientOptions, CollateralSupply};
+use easyenclave::allowlist::Allowlist;
+use easyenclave::collateral::Collateral;
+use easyenclave::sim::pki::SimPki;
+use easyenclave::sim::DEV_SEED;
+use easyenclave::verify::{Policy, TrustRoot, Verifier};
 use ee_image::devimage::{self, EeInitBuild, EeInitVariant};
 use ee_image::vm::{kernel_cache_dir, GuestKernel};
 use nix::sys::signal::{kill, Signal};
@@ -78,30 +87,63 @@ fn spec(name: &str, host_port: u16) -> Value {
     spec
 }
 
-/// `GET /health` on 127.0.0.1:`port`: the status and JSON body, or `None`
-/// while nothing answers (QEMU accepts on the forward before the guest
-/// listens, then closes the connection).
-fn health(port: u16) -> Option<(u16, Value)> {
-    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
-    stream.set_read_timeout(Some(HTTP_TIMEOUT)).ok()?;
-    write!(stream, "GET /health HTTP/1.1\r\nHost: agent\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let status = head.get(9..12)?.parse().ok()?;
-    Some((status, serde_json::from_str(body).ok()?))
+/// Trust in the dev image's agent: the simulated root with fresh
+/// collateral, `policy`, the spec's repo.
+fn sim_trust(policy: Policy) -> AgentTrust {
+    static SIM: OnceLock<(Vec<u8>, Collateral)> = OnceLock::new();
+    let (root, collateral) = SIM.get_or_init(|| {
+        let pki = SimPki::from_seed(DEV_SEED).unwrap();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let collateral = pki.collateral(now - 3600, now + 30 * 24 * 3600).unwrap();
+        (pki.root_ca_der().to_vec(), Collateral::from(collateral))
+    });
+    AgentTrust::new(
+        Verifier::with_root(TrustRoot::Explicit(root.clone()), policy),
+        CollateralSupply::Fixed(collateral.clone()),
+        "easy-enclave/dev-image-test",
+    )
+}
+
+/// `GET /health` on 127.0.0.1:`port` with the SDK's agent client, which
+/// first verifies the agent's RA-TLS certificate (its quote with the sim
+/// root, and that it binds the TLS key): the status and JSON body, or why
+/// not (while the guest boots, QEMU accepts on the forward and then closes
+/// the connection).
+fn health(port: u16) -> Result<(u16, Value), String> {
+    let client = connect(port, Policy::default()).map_err(|e| e.to_string())?;
+    let response = client
+        .request("GET", "/health", &[], &[])
+        .map_err(|e| e.to_string())?;
+    let body = serde_json::from_slice(&response.body).map_err(|e| e.to_string())?;
+    Ok((response.status, body))
+}
+
+/// The SDK's agent client for 127.0.0.1:`port`, verifying with `policy`.
+fn connect(port: u16, policy: Policy) -> Result<AgentClient, AgentError> {
+    let options = ClientOptions {
+        timeout: HTTP_TIMEOUT,
+        ..ClientOptions::default()
+    };
+    AgentClient::connect_with(
+        &format!("https://127.0.0.1:{port}"),
+        sim_trust(policy),
+        options,
+    )
 }
 
 /// Poll `/health` of every VM (name, host port, launch time) until each
 /// has answered 200; each one's body and time from its launch.
 fn wait_healthy(fixture: &Fixture, vms: &[(&str, u16, Instant)]) -> Vec<(Value, Duration)> {
     let mut answers: Vec<Option<(Value, Duration)>> = vec![None; vms.len()];
-    let mut last = vec![None; vms.len()];
+    let mut last: Vec<Option<Result<(u16, Value), String>>> = vec![None; vms.len()];
     wait_for(HEALTH_TIMEOUT, || {
         for (i, (_, port, since)) in vms.iter().enumerate() {
             if answers[i].is_none() {
-                last[i] = health(*port);
-                if let Some((200, body)) = &last[i] {
+                last[i] = Some(health(*port));
+                if let Some(Ok((200, body))) = &last[i] {
                     answers[i] = Some((body.clone(), since.elapsed()));
                 }
             }
@@ -172,6 +214,11 @@ fn dev_image_two_vms_health_logs_stop_and_crash_cleanup() {
         "{packed:?}"
     );
 
+    // dev-b's simulated TD gets the registers of the allowlist entry for its
+    // shape (1 vCPU, 512 MiB); dev-a keeps the defaults.
+    let allowlist = common::allowlist();
+    std::fs::write(fixture.path().join("allowlist.json"), allowlist.to_string()).unwrap();
+    let allowlist = Allowlist::from_json(allowlist.to_string().as_bytes()).unwrap();
     let ports = free_ports::<2>();
     let names = ["dev-a", "dev-b"];
     let _cleanup = StopOnDrop {
@@ -180,7 +227,11 @@ fn dev_image_two_vms_health_logs_stop_and_crash_cleanup() {
     };
     let mut launched = Vec::new();
     for (name, port) in names.into_iter().zip(ports) {
-        let spec = fixture.write_spec(&format!("{name}.json"), &spec(name, port));
+        let mut spec = spec(name, port);
+        if name == "dev-b" {
+            spec["sim_registers"] = json!({"allowlist": "allowlist.json", "entry": "1cpu-512m-a"});
+        }
+        let spec = fixture.write_spec(&format!("{name}.json"), &spec);
         let start = Instant::now();
         fixture.ok(&["launch", spec.to_str().unwrap(), "--accel", "tcg"]);
         launched.push((name, port, start));
@@ -192,6 +243,30 @@ fn dev_image_two_vms_health_logs_stop_and_crash_cleanup() {
         assert_eq!(body["status"], "ok", "{name}: {body}");
         assert_eq!(body["tsm"]["backend"], "sim", "{name}: {body}");
         assert_eq!(body["tsm"]["quotes"], true, "{name}: {body}");
+    }
+    let detail = |i: usize| answers[i].0["tsm"]["detail"].as_str().unwrap().to_owned();
+    assert!(detail(0).contains("default registers"), "{}", detail(0));
+    assert!(
+        detail(1).ends_with("registers from the host's sim-registers (entry 1cpu-512m-a)"),
+        "{}",
+        detail(1)
+    );
+    // The allowlist check, end to end: dev-b's quote carries the entry's
+    // registers and is accepted as that entry; dev-a's is not in the list.
+    let policy = || Policy::default().with_allowlist(allowlist.clone());
+    let client = connect(ports[1], policy()).unwrap_or_else(|e| panic!("dev-b: {e}"));
+    let quote = client.tls_quote();
+    assert_eq!(quote.allowlist_entry.as_deref(), Some("1cpu-512m-a"));
+    assert_eq!(
+        (quote.measurements.mr_td, quote.measurements.rtmr2),
+        ([0x11; 48], [0x41; 48])
+    );
+    match connect(ports[0], policy()) {
+        Err(AgentError::Measurements(mismatch)) => {
+            assert_eq!(mismatch.registers.len(), 4, "{mismatch}")
+        }
+        Err(e) => panic!("dev-a: expected an allowlist mismatch, got {e}"),
+        Ok(_) => panic!("dev-a: its default registers were accepted"),
     }
 
     // Each console is the VM's own: ee-init read that VM's launch config.
@@ -239,7 +314,7 @@ fn dev_image_two_vms_health_logs_stop_and_crash_cleanup() {
     let logs = fixture.ok(&["logs", "dev-a"]);
     assert!(logs.contains("ee-init: powering off"), "{logs}");
     assert!(
-        health(ports[0]).is_none(),
+        health(ports[0]).is_err(),
         "the forward of dev-a is gone with its QEMU"
     );
 

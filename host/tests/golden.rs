@@ -169,6 +169,56 @@ fn dev_mode_qemu_and_libvirt() {
 }
 
 #[test]
+fn dev_mode_with_sim_registers() {
+    let fixture = Fixture::new();
+    std::fs::write(
+        fixture.path().join("allowlist.json"),
+        common::allowlist().to_string(),
+    )
+    .unwrap();
+    // The TDX spec's shape (2 vCPUs, 4096 MiB) in dev mode: the allowlist's
+    // only entry for it, 2cpu-4g, is chosen without naming it.
+    let mut spec = tdx_spec();
+    spec["mode"] = json!("dev");
+    spec["sim_registers"] = json!({"allowlist": "allowlist.json"});
+    let args = ["--accel", "tcg"];
+    let cmd = render(&fixture, &spec, &args);
+    check_golden("dev-sim-registers.qemu.sh", &cmd);
+    // The fw_cfg file carries entry 0's registers (bytes 0x10, 0x20, 0x30, 0x40).
+    assert!(
+        cmd.contains(&format!(
+            r#"# {{"entry":"2cpu-4g","mrtd":"{}","rtmr0":"{}","#,
+            "10".repeat(48),
+            "20".repeat(48)
+        )),
+        "{cmd}"
+    );
+    let xml = render(
+        &fixture,
+        &spec,
+        &[&args[..], &["--format", "libvirt"]].concat(),
+    );
+    check_golden("dev-sim-registers.libvirt.xml", &xml);
+    validate_xml("dev-sim-registers.libvirt.xml", &xml, false);
+
+    let doc: serde_json::Value =
+        serde_json::from_str(&render(&fixture, &spec, &["--format", "json"])).unwrap();
+    assert_eq!(doc["sim_registers"]["entry"], "2cpu-4g");
+    assert_eq!(doc["sim_registers"]["rtmr2"], "40".repeat(48));
+    assert_eq!(
+        doc["sim_registers_path"],
+        "@DIR@/state/vms/agent/sim-registers.json"
+    );
+    // Without the field, nothing of it is rendered.
+    let plain = render(
+        &fixture,
+        &tdx_spec(),
+        &["--mode", "dev", "--format", "json"],
+    );
+    assert!(!plain.contains("sim-registers"), "{plain}");
+}
+
+#[test]
 fn bridged_tdx_shows_iptables_forwards() {
     let fixture = Fixture::new();
     let mut spec = tdx_spec();

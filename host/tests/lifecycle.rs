@@ -10,6 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{dev_spec, free_port, free_ports, process_alive, tdx_spec, wait_for, Fixture};
+use easyenclave::sim_registers::SimRegisters;
 use serde_json::{json, Value};
 
 fn pid_of(fixture: &Fixture, name: &str) -> u64 {
@@ -103,6 +104,65 @@ fn launch_list_status_logs_stop() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("ACPI power-down"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
+}
+
+#[test]
+fn sim_registers_reach_the_guest_and_are_removed_on_stop() {
+    let fixture = Fixture::new();
+    std::fs::write(
+        fixture.path().join("allowlist.json"),
+        common::allowlist().to_string(),
+    )
+    .unwrap();
+    let mut spec = dev_spec("agent", free_port());
+    // Two entries fit 1 vCPU and 512 MiB; the spec picks the second.
+    spec["sim_registers"] = json!({"allowlist": "allowlist.json", "entry": "1cpu-512m-b"});
+    let path = fixture.write_spec("agent.json", &spec);
+    fixture.ok(&["launch", path.to_str().unwrap()]);
+
+    // The file holds entry 2's registers (bytes 0x12, 0x22, 0x32, 0x42),
+    // read back with the guest's parser.
+    let file = fixture.state().join("vms/agent/sim-registers.json");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let registers = SimRegisters::from_json(text.as_bytes()).unwrap();
+    assert_eq!(registers.entry, "1cpu-512m-b");
+    assert_eq!(
+        [
+            registers.mrtd,
+            registers.rtmr0,
+            registers.rtmr1,
+            registers.rtmr2
+        ],
+        [[0x12; 48], [0x22; 48], [0x32; 48], [0x42; 48]]
+    );
+    // QEMU was given it as a second fw_cfg file, after the launch config.
+    let argv: Vec<String> = serde_json::from_slice(
+        &std::fs::read(fixture.state().join("vms/agent/fake-qemu-argv.json")).unwrap(),
+    )
+    .unwrap();
+    let fw_cfg: Vec<&str> = argv
+        .windows(2)
+        .filter(|w| w[0] == "-fw_cfg")
+        .map(|w| w[1].as_str())
+        .collect();
+    assert_eq!(fw_cfg.len(), 2, "{argv:?}");
+    assert_eq!(
+        fw_cfg[1],
+        format!(
+            "name=opt/easyenclave/sim-registers.json,file={}",
+            file.display()
+        )
+    );
+    let logs = fixture.ok(&["logs", "agent"]);
+    assert!(
+        logs.contains(&format!(
+            "fake-qemu: fw_cfg opt/easyenclave/sim-registers.json {text}"
+        )),
+        "{logs}"
+    );
+
+    fixture.ok(&["stop", "agent"]);
+    assert!(!file.exists());
 }
 
 #[test]

@@ -187,3 +187,118 @@ fn errors_are_the_same_in_dry_run() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("memory_mib: 100 MiB is too small"));
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn sim_registers_are_refused_in_tdx_mode() {
+    let fixture = Fixture::new();
+    std::fs::write(
+        fixture.path().join("allowlist.json"),
+        common::allowlist().to_string(),
+    )
+    .unwrap();
+    let mut spec = tdx_spec();
+    spec["sim_registers"] = json!({"allowlist": "allowlist.json"});
+    refused(
+        &fixture,
+        &spec,
+        "sim_registers: only used in dev mode: a real TD's MRTD and RTMRs are measured by the TDX module",
+    );
+    // Also when a dev spec is launched with --mode tdx.
+    spec["mode"] = json!("dev");
+    let path = fixture.write_spec("dev.json", &spec);
+    let out = fixture.run(&["launch", "--mode", "tdx", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sim_registers: only used in dev mode"));
+}
+
+#[test]
+fn sim_registers_allowlist_problems() {
+    let fixture = Fixture::new();
+    let allowlist = fixture.path().join("allowlist.json");
+    let mut spec = dev_spec("agent", free_port());
+    spec["sim_registers"] = json!({"allowlist": "allowlist.json"});
+    refused(
+        &fixture,
+        &spec,
+        &format!(
+            "sim_registers.allowlist: reading {}: No such file or directory",
+            allowlist.display()
+        ),
+    );
+    let mut list = common::allowlist();
+    list["entries"][1]["rtmr1"] = json!("31".repeat(47));
+    std::fs::write(&allowlist, list.to_string()).unwrap();
+    refused(
+        &fixture,
+        &spec,
+        &format!(
+            "sim_registers.allowlist: {}: allowlist entries[1]: expected 48 bytes (96 hex digits), got 47 bytes",
+            allowlist.display()
+        ),
+    );
+    let mut list = common::allowlist();
+    list["image_id"] = json!("other-image");
+    std::fs::write(&allowlist, list.to_string()).unwrap();
+    let mut spec_with_image = spec.clone();
+    spec_with_image["launch"]["image_id"] = json!("agent-v1");
+    refused(
+        &fixture,
+        &spec_with_image,
+        &format!(
+            "sim_registers.allowlist: {} is for image \"other-image\", but launch.image_id is \"agent-v1\"",
+            allowlist.display()
+        ),
+    );
+    spec["sim_registers"] = json!({"allowlist": "allowlist.json", "entyr": "x"});
+    refused(
+        &fixture,
+        &spec,
+        "sim_registers.entyr: unknown field `entyr`",
+    );
+}
+
+#[test]
+fn sim_registers_entry_must_fit_the_vm_shape() {
+    let fixture = Fixture::new();
+    let allowlist = fixture.path().join("allowlist.json");
+    std::fs::write(&allowlist, common::allowlist().to_string()).unwrap();
+    let shapes = "2cpu-4g (cpus 2, memory_mib 4096), 1cpu-512m-a (cpus 1, memory_mib 512), 1cpu-512m-b (cpus 1, memory_mib 512)";
+    // 1 vCPU, 512 MiB: two entries fit, so one must be named.
+    let mut spec = dev_spec("agent", free_port());
+    spec["sim_registers"] = json!({"allowlist": "allowlist.json"});
+    refused(
+        &fixture,
+        &spec,
+        &format!(
+            "sim_registers.entry: not given, and several entries of {} are for this VM's cpus 1, memory_mib 512 (1cpu-512m-a, 1cpu-512m-b); name one",
+            allowlist.display()
+        ),
+    );
+    // No entry for 4 vCPUs and 8192 MiB.
+    spec["cpus"] = json!(4);
+    spec["memory_mib"] = json!(8192);
+    refused(
+        &fixture,
+        &spec,
+        &format!(
+            "sim_registers.entry: not given, and no entry of {} is for this VM's cpus 4, memory_mib 8192; it has {shapes}",
+            allowlist.display()
+        ),
+    );
+    // A named entry must exist and be for this shape.
+    spec["sim_registers"]["entry"] = json!("8cpu");
+    refused(
+        &fixture,
+        &spec,
+        &format!(
+            "sim_registers.entry: {} has no entry \"8cpu\"; it has {shapes}",
+            allowlist.display()
+        ),
+    );
+    spec["sim_registers"]["entry"] = json!("2cpu-4g");
+    refused(
+        &fixture,
+        &spec,
+        "sim_registers.entry: \"2cpu-4g\" is for cpus 2, memory_mib 4096, but this VM has cpus 4, memory_mib 8192",
+    );
+}

@@ -270,17 +270,7 @@ impl Allowlist {
                 .profile
                 .validate()
                 .map_err(|(field, p)| invalid(format!("entries[{i}].profile.{field}"), p))?;
-            let name_ok = (1..=64).contains(&entry.name.len())
-                && entry
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-            if !name_ok {
-                return Err(invalid(
-                    format!("entries[{i}].name"),
-                    "must be 1 to 64 letters, digits, '.', '_' or '-'",
-                ));
-            }
+            check_entry_name(&entry.name).map_err(|p| invalid(format!("entries[{i}].name"), p))?;
             if !names.insert(entry.name.as_str()) {
                 return Err(invalid(
                     format!("entries[{i}].name"),
@@ -354,6 +344,20 @@ impl Allowlist {
                 xfam,
             }),
         }
+    }
+}
+
+/// Check an entry name: 1 to 64 letters, digits, '.', '_' or '-' (names
+/// are shown in logs and error messages, so they are plain text).
+pub fn check_entry_name(name: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err("must be 1 to 64 letters, digits, '.', '_' or '-'".to_owned())
     }
 }
 

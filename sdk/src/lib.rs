@@ -14,6 +14,8 @@
 
 pub mod allowlist;
 pub mod attestation;
+#[cfg(feature = "bundle")]
+pub mod bundle;
 pub mod canonical;
 pub mod deploy;
 pub mod eventlog;
@@ -24,6 +26,7 @@ pub mod launch;
 pub mod module_list;
 pub mod quote;
 pub mod rtmr;
+pub mod sim_registers;
 
 #[cfg(feature = "verify")]
 pub mod collateral;
@@ -31,7 +34,15 @@ pub mod collateral;
 pub mod verify;
 
 #[cfg(feature = "fetch")]
+pub mod connect;
+#[cfg(feature = "fetch")]
 pub mod github;
+
+#[cfg(feature = "agent-client")]
+pub mod agent;
+
+#[cfg(feature = "ratls")]
+pub mod ratls;
 
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -7,7 +7,8 @@
 //!   legacy ioctl when the launch config opts in ([`ioctl`]); read-back
 //!   through sysfs or a TDREPORT.
 //! - `SimTsm` (cargo feature `sim`, never in a release image): the SDK's
-//!   simulated TD, in-process.
+//!   simulated TD, in-process; MRTD and RTMR0-2 from the host's
+//!   sim-registers fw_cfg file when there is one (`sim` module docs).
 //! - [`NoTsm`]: no TDX provider. Nothing is measured and no quote can be made;
 //!   the agent says so plainly instead of pretending.
 
@@ -70,6 +71,10 @@ pub enum TsmError {
     #[cfg(feature = "sim")]
     #[error("simulated TD: {0}")]
     Sim(#[from] easyenclave::sim::SimError),
+    /// The host's registers for the simulated TD are unusable.
+    #[cfg(feature = "sim")]
+    #[error(transparent)]
+    SimRegisters(#[from] sim::SimRegistersFileError),
 }
 
 /// The TDX module as ee-init uses it.
@@ -251,12 +256,12 @@ pub fn select(
 ) -> Result<Box<dyn Tsm>, TsmError> {
     match selection {
         Selection::None => Ok(Box::new(NoTsm::new("disabled by --tsm none"))),
-        Selection::Sim => sim_backend(),
+        Selection::Sim => sim_backend(root),
         Selection::Auto => match TdxTsm::open(root, legacy_extend_ioctl, RetryPolicy::default()) {
             Ok(tdx) => Ok(Box::new(tdx)),
             Err(TsmError::Configfs(e)) if cfg!(feature = "sim") => {
                 crate::say!("no TDX quote provider ({e}); using the simulated TD");
-                sim_backend()
+                sim_backend(root)
             }
             Err(TsmError::Configfs(e)) => Ok(Box::new(NoTsm::new(e.to_string()))),
             Err(e) => Err(e),
@@ -265,12 +270,12 @@ pub fn select(
 }
 
 #[cfg(feature = "sim")]
-fn sim_backend() -> Result<Box<dyn Tsm>, TsmError> {
-    Ok(Box::new(sim::SimTsm::dev()?))
+fn sim_backend(root: &FsRoot) -> Result<Box<dyn Tsm>, TsmError> {
+    Ok(Box::new(sim::SimTsm::open(root)?))
 }
 
 #[cfg(not(feature = "sim"))]
-fn sim_backend() -> Result<Box<dyn Tsm>, TsmError> {
+fn sim_backend(_root: &FsRoot) -> Result<Box<dyn Tsm>, TsmError> {
     Err(TsmError::Unavailable(
         "this ee-init was built without the `sim` feature".into(),
     ))

@@ -189,6 +189,34 @@ pub fn tdx_spec() -> Value {
     })
 }
 
+/// An allowlist (`easyenclave::allowlist` format) for the fixture image:
+/// `2cpu-4g` is the only entry for 2 vCPUs and 4096 MiB (the TDX spec's
+/// shape), `1cpu-512m-a` and `1cpu-512m-b` are both for 1 vCPU and 512 MiB
+/// (the dev spec's). Entry `i`'s registers are bytes `0x10 + i` (MRTD),
+/// `0x20 + i` (RTMR0), `0x30 + i` (RTMR1) and `0x40 + i` (RTMR2).
+pub fn allowlist() -> Value {
+    let entry = |i: u8, name: &str, cpus: u32, memory_mib: u32| {
+        let register = |base: u8| format!("{:02x}", base + i).repeat(48);
+        json!({
+            "name": name,
+            "mrtd": register(0x10), "rtmr0": register(0x20),
+            "rtmr1": register(0x30), "rtmr2": register(0x40),
+            "profile": {"qemu_version": "10.1.0", "ovmf": "ab".repeat(32),
+                        "cpus": cpus, "memory_mib": memory_mib, "variant": "dev"}
+        })
+    };
+    json!({
+        "version": 1,
+        "image_id": "agent-v1",
+        "entries": [
+            entry(0, "2cpu-4g", 2, 4096),
+            entry(1, "1cpu-512m-a", 1, 512),
+            entry(2, "1cpu-512m-b", 1, 512),
+        ],
+        "xfam": {"accepted": ["0x00000000000602e7"]}
+    })
+}
+
 /// A TCP port that is free right now (the kernel picks it).
 pub fn free_port() -> u16 {
     free_ports::<1>()[0]

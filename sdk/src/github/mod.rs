@@ -115,6 +115,14 @@ impl GitHub {
         self.base.root()
     }
 
+    /// HTTP requests this client and its clones have sent so far: every
+    /// page, retry and redirect hop counts as one.
+    pub fn requests_sent(&self) -> u64 {
+        self.transport
+            .requests_sent
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The user the token belongs to (`GET /user`).
     pub fn current_user(&self) -> Result<User, GithubError> {
         self.get_json(self.base.url("/user"), "the authenticated user".to_owned())
@@ -166,6 +174,23 @@ impl GitHub {
         self.paginate(url, &format!("releases of {repo}"), |page: Vec<Release>| {
             page
         })
+    }
+
+    /// Releases of `repo`, newest first, page by page: `visit` sees each
+    /// release until it returns `Some`, and no further page is read.
+    /// `Ok(None)` when every release was visited without a match.
+    pub fn find_release<T>(
+        &self,
+        repo: &RepoName,
+        mut visit: impl FnMut(&Release) -> Option<T>,
+    ) -> Result<Option<T>, GithubError> {
+        let url = self.first_page(&repo_path(repo, "/releases"), &[]);
+        let mut found = None;
+        self.walk_pages(url, &format!("releases of {repo}"), |page: Vec<Release>| {
+            found = page.iter().find_map(&mut visit);
+            found.is_none()
+        })?;
+        Ok(found)
     }
 
     /// The release with id `id`.
@@ -359,6 +384,21 @@ impl GitHub {
         items: impl Fn(P) -> Vec<T>,
     ) -> Result<Vec<T>, GithubError> {
         let mut all = Vec::new();
+        self.walk_pages(first, what, |page: P| {
+            all.extend(items(page));
+            true
+        })?;
+        Ok(all)
+    }
+
+    /// Follows `Link: rel="next"` up to `max_pages` pages, handing each page
+    /// to `on_page` until it returns false.
+    fn walk_pages<P: DeserializeOwned>(
+        &self,
+        first: String,
+        what: &str,
+        mut on_page: impl FnMut(P) -> bool,
+    ) -> Result<(), GithubError> {
         let mut next = Some(first);
         let mut pages = 0;
         while let Some(url) = next.take() {
@@ -380,11 +420,13 @@ impl GitHub {
                 let link = link_next(r);
                 read_json::<P>(r, JSON_LIMIT, &call.url).map(|page| (page, link))
             })?;
-            all.extend(items(page));
+            if !on_page(page) {
+                return Ok(());
+            }
             next = link;
             pages += 1;
         }
-        Ok(all)
+        Ok(())
     }
 }
 

@@ -3,6 +3,8 @@
 //! capped body reads.
 
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -149,6 +151,8 @@ pub(crate) struct Transport {
     agent: Agent,
     pub(crate) token: Option<Token>,
     pub(crate) retry: RetryPolicy,
+    /// HTTP requests sent (every attempt and redirect hop), shared by clones.
+    pub(crate) requests_sent: Arc<AtomicU64>,
 }
 
 impl Transport {
@@ -157,6 +161,7 @@ impl Transport {
             agent: build_agent(timeouts, user_agent),
             token: None,
             retry: RetryPolicy::default(),
+            requests_sent: Arc::default(),
         }
     }
 
@@ -249,6 +254,7 @@ impl Transport {
         if let (true, Some(Token(token))) = (with_token, &self.token) {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
+        self.requests_sent.fetch_add(1, Ordering::Relaxed);
         let sent = match call.payload {
             None => request.body(()).map(|r| self.agent.run(r)),
             Some(payload) => request

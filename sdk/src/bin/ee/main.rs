@@ -4,8 +4,11 @@
 //! does not verify, a policy that does not hold); 2 the command could not run
 //! (bad arguments, unreadable or malformed input).
 
+mod bundle_cmd;
+mod deploy_cmd;
 mod quote_cmd;
 mod sim_cmd;
+mod verify_cmd;
 
 use std::process::ExitCode;
 
@@ -34,6 +37,13 @@ enum Command {
     /// The simulated TDX platform of dev images: its root and collateral.
     #[command(subcommand)]
     Sim(sim_cmd::SimCommand),
+    /// Deploy bundles: canonical digest, deterministic zip, safe extraction.
+    #[command(subcommand)]
+    Bundle(bundle_cmd::BundleCommand),
+    /// Verify a repo's published deployment: what runs for it, and where.
+    Verify(verify_cmd::VerifyArgs),
+    /// Verify an agent over RA-TLS, then deploy a bundle to it and follow it.
+    Deploy(deploy_cmd::DeployArgs),
 }
 
 /// How a command ended, mapped to the exit status.
@@ -54,7 +64,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Quote(cmd) => quote_cmd::run(cmd),
+        Command::Verify(args) => verify_cmd::run(args),
         Command::Sim(cmd) => sim_cmd::run(cmd),
+        Command::Bundle(cmd) => bundle_cmd::run(cmd),
+        Command::Deploy(args) => deploy_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

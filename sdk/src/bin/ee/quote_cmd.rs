@@ -116,7 +116,7 @@ fn read_quote(file: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Read a text file (JSON), refusing files over `max` bytes before reading them whole.
-fn read_capped(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_capped(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
     let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut bytes = Vec::new();
     file.take(max + 1)

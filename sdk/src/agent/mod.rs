@@ -1,0 +1,427 @@
+//! A blocking HTTPS client for an `ee-init` agent, over RA-TLS.
+//!
+//! [`AgentClient::connect`] opens a TLS 1.3 connection and accepts the
+//! agent's self-signed certificate ([`crate::ratls`]) only if
+//!
+//! 1. its quote passes DCAP verification against the [`AgentTrust`]'s root
+//!    and collateral, and the policy (TCB status, TD attributes);
+//! 2. the quote's MRTD, RTMR0-2, TD attributes and XFAM match the policy's
+//!    allowlist, when one is set;
+//! 3. the quote's REPORTDATA binds the certificate's public key; and
+//! 4. the handshake is signed with that key.
+//!
+//! The key is then pinned: every later request of that client opens a new
+//! connection that must present the same key (a renewed certificate for the
+//! same key is fine). An agent that rotated its key is re-attested by
+//! connecting again. Nothing is sent before the first check passes.
+//!
+//! [`AgentClient::attest`] asks the agent for a quote over a fresh nonce
+//! (`GET /attestation?nonce=HEX`), verifies it the same way, checks that it
+//! binds the nonce, that the event log replays to its RTMR3, and that the
+//! measured launch config names the expected repo. [`AgentClient::deploy`]
+//! refuses to send a token before that has succeeded on the same client.
+//!
+//! Requests are HTTP/1.1, one per connection, with timeouts and a cap on the
+//! response size ([`ClientOptions`]). The deploy API's formats are in
+//! [`crate::deploy`].
+
+mod error;
+mod http;
+mod tls;
+mod trust;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::Deserialize;
+
+use crate::attestation::{report_data, ChallengeResponse, ChallengeStatement};
+use crate::deploy::{
+    DeployAccepted, DeployRequest, DeploymentList, DeploymentStatus, DEPLOY_API_VERSION, MAX_ID_LEN,
+};
+use crate::eventlog::EventLog;
+use crate::launch::LaunchConfig;
+use crate::verify::VerifiedQuote;
+
+pub use error::AgentError;
+pub use http::Response;
+pub use trust::{AgentTrust, CollateralSupply};
+
+use http::{Endpoint, Request};
+
+/// Bytes of the attestation nonce.
+pub const NONCE_BYTES: usize = 32;
+
+/// Timeouts and limits of an [`AgentClient`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Time allowed to connect, and for each read and write.
+    pub timeout: Duration,
+    /// Largest response body accepted.
+    pub max_response_bytes: usize,
+}
+
+impl Default for ClientOptions {
+    /// 30 s per network step, 16 MiB per response.
+    fn default() -> Self {
+        ClientOptions {
+            timeout: Duration::from_secs(30),
+            max_response_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// What [`AgentClient::attest`] established.
+#[derive(Debug, Clone)]
+pub struct Attested {
+    /// The verified quote over the nonce.
+    pub quote: VerifiedQuote,
+    /// The event log, replayed to the quote's RTMR3.
+    pub event_log: EventLog,
+    /// The measured launch config (the log's first event).
+    pub launch_config: LaunchConfig,
+    /// The nonce the quote binds.
+    pub nonce: Vec<u8>,
+}
+
+/// A client of one agent, pinned to the TLS key attested at connect.
+#[derive(Debug)]
+pub struct AgentClient {
+    endpoint: Endpoint,
+    trust: Arc<AgentTrust>,
+    options: ClientOptions,
+    pinned_spki: Vec<u8>,
+    tls_quote: VerifiedQuote,
+    attested: Mutex<Option<Attested>>,
+}
+
+impl AgentClient {
+    /// Connect to the agent at `url` (`https://HOST[:PORT]`), verify its
+    /// RA-TLS certificate under `trust` and pin its key. Default options.
+    pub fn connect(url: &str, trust: AgentTrust) -> Result<AgentClient, AgentError> {
+        Self::connect_with(url, trust, ClientOptions::default())
+    }
+
+    /// [`AgentClient::connect`] with explicit timeouts and limits.
+    pub fn connect_with(
+        url: &str,
+        trust: AgentTrust,
+        options: ClientOptions,
+    ) -> Result<AgentClient, AgentError> {
+        let endpoint = Endpoint::parse(url)?;
+        if options.timeout.is_zero() {
+            return Err(AgentError::Request(
+                "the timeout must be longer than zero".to_owned(),
+            ));
+        }
+        Self::establish(endpoint, Arc::new(trust), options)
+    }
+
+    /// Connect again with the same trust and options: the agent's current
+    /// certificate is verified from scratch and its key pinned. For an agent
+    /// that renewed its key ([`AgentError::KeyChanged`]); attest again
+    /// before deploying.
+    pub fn reconnect(&self) -> Result<AgentClient, AgentError> {
+        Self::establish(
+            self.endpoint.clone(),
+            Arc::clone(&self.trust),
+            self.options.clone(),
+        )
+    }
+
+    fn establish(
+        endpoint: Endpoint,
+        trust: Arc<AgentTrust>,
+        options: ClientOptions,
+    ) -> Result<AgentClient, AgentError> {
+        let mut channel = tls::open(&endpoint, &trust, None, options.timeout)?;
+        // Nothing to say on this connection: it only established the key.
+        // Closing politely is best effort; the key is verified either way.
+        channel.stream.conn.send_close_notify();
+        let _ = channel.stream.conn.complete_io(&mut channel.stream.sock);
+        let tls_quote = channel.accepted.quote.ok_or_else(|| {
+            AgentError::Tls("the first connection was not verified by its quote".to_owned())
+        })?;
+        Ok(AgentClient {
+            endpoint,
+            trust,
+            options,
+            pinned_spki: channel.accepted.spki_der,
+            tls_quote,
+            attested: Mutex::new(None),
+        })
+    }
+
+    /// The verified quote from the agent's certificate at connect.
+    pub fn tls_quote(&self) -> &VerifiedQuote {
+        &self.tls_quote
+    }
+
+    /// The pinned key: the agent certificate's SubjectPublicKeyInfo (DER).
+    pub fn pinned_spki_der(&self) -> &[u8] {
+        &self.pinned_spki
+    }
+
+    /// The trust this client was connected with.
+    pub fn trust(&self) -> &AgentTrust {
+        &self.trust
+    }
+
+    /// Send a request over a new connection pinned to the attested key and
+    /// return the answer, whatever its status. `headers` must not include
+    /// `Host`, `Content-Length`, `Transfer-Encoding` or `Connection`.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Response, AgentError> {
+        let request = Request {
+            method,
+            path,
+            headers,
+            body,
+        };
+        request.validate()?;
+        let mut channel = tls::open(
+            &self.endpoint,
+            &self.trust,
+            Some(&self.pinned_spki),
+            self.options.timeout,
+        )?;
+        http::exchange(
+            &mut channel.stream,
+            &self.endpoint,
+            &request,
+            self.options.max_response_bytes,
+        )
+    }
+
+    /// Attest the agent with a fresh nonce (see the [module docs](self)).
+    /// On success the result is also kept: [`AgentClient::deploy`] needs it.
+    pub fn attest(&self) -> Result<Attested, AgentError> {
+        let mut nonce = vec![0u8; NONCE_BYTES];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| AgentError::Random)?;
+        let path = format!("/attestation?nonce={}", hex::encode(&nonce));
+        let response = self.expect_status("GET", &path, &[], b"", 200)?;
+        let challenge =
+            ChallengeResponse::from_json(&response.body).map_err(|e| AgentError::Response {
+                what: "the attestation answer",
+                problem: e.to_string(),
+            })?;
+        let now = unix_now()?;
+        let quote = self.trust.verify_quote(&challenge.quote, now)?;
+
+        let expected = report_data(&ChallengeStatement {
+            nonce: nonce.clone(),
+        })
+        .map_err(|e| AgentError::Request(format!("challenge statement: {e}")))?;
+        if quote.measurements.report_data != expected {
+            return Err(AgentError::NonceBinding {
+                expected: hex::encode(expected),
+                found: hex::encode(quote.measurements.report_data),
+            });
+        }
+        self.check_same_td(&quote)?;
+        challenge
+            .event_log
+            .verify_against(&quote.measurements.rtmr3)
+            .map_err(AgentError::EventLog)?;
+        let launch_config = challenge
+            .event_log
+            .config()
+            .cloned()
+            .ok_or(AgentError::NoLaunchConfig)?;
+        if !launch_config
+            .repo
+            .eq_ignore_ascii_case(&self.trust.expected_repo)
+        {
+            return Err(AgentError::RepoMismatch {
+                expected: self.trust.expected_repo.clone(),
+                measured: launch_config.repo,
+            });
+        }
+        let attested = Attested {
+            quote,
+            event_log: challenge.event_log,
+            launch_config,
+            nonce,
+        };
+        if let Ok(mut slot) = self.attested.lock() {
+            *slot = Some(attested.clone());
+        }
+        Ok(attested)
+    }
+
+    /// The attestation quote must come from the TD whose quote the TLS
+    /// certificate carries: the launch-time registers cannot change.
+    fn check_same_td(&self, quote: &VerifiedQuote) -> Result<(), AgentError> {
+        let (a, b) = (&self.tls_quote.measurements, &quote.measurements);
+        for (register, same) in [
+            ("MRTD", a.mr_td == b.mr_td),
+            ("RTMR0", a.rtmr0 == b.rtmr0),
+            ("RTMR1", a.rtmr1 == b.rtmr1),
+            ("RTMR2", a.rtmr2 == b.rtmr2),
+            ("TD attributes", a.td_attributes == b.td_attributes),
+            ("XFAM", a.xfam == b.xfam),
+        ] {
+            if !same {
+                return Err(AgentError::Inconsistent { register });
+            }
+        }
+        Ok(())
+    }
+
+    /// `POST /deploy` with `Authorization: Bearer <token>`. Refused before a
+    /// successful [`AgentClient::attest`] on this client, and when the
+    /// agent's measured GitHub API URL is not `https://` (unless the trust
+    /// allows it for a test server).
+    pub fn deploy(
+        &self,
+        token: &str,
+        request: &DeployRequest,
+    ) -> Result<DeployAccepted, AgentError> {
+        let github_api_url = match self.attested.lock().ok().as_deref() {
+            Some(Some(attested)) => attested.launch_config.github_api_url.clone(),
+            _ => return Err(AgentError::NotAttested),
+        };
+        if !github_api_url.starts_with("https://") && !self.trust.allow_http_github_api {
+            return Err(AgentError::InsecureGitHubApi {
+                url: github_api_url,
+            });
+        }
+        if token.is_empty() {
+            return Err(AgentError::Request("the GitHub token is empty".to_owned()));
+        }
+        request
+            .validate()
+            .map_err(|e| AgentError::Request(format!("deploy request: {e}")))?;
+        let body = request
+            .to_json()
+            .map_err(|e| AgentError::Request(format!("deploy request: {e}")))?;
+        let authorization = format!("Bearer {token}");
+        let response = self.expect_status(
+            "POST",
+            "/deploy",
+            &[
+                ("Authorization", &authorization),
+                ("Content-Type", "application/json"),
+            ],
+            &body,
+            202,
+        )?;
+        let accepted: DeployAccepted = parse_json(&response.body, "the deploy answer")?;
+        check_id(&accepted.id).map_err(|problem| AgentError::Response {
+            what: "the deploy answer",
+            problem,
+        })?;
+        Ok(accepted)
+    }
+
+    /// `GET /status/{id}`.
+    pub fn status(&self, id: &str) -> Result<DeploymentStatus, AgentError> {
+        check_id(id).map_err(AgentError::Request)?;
+        let response = self.expect_status("GET", &format!("/status/{id}"), &[], b"", 200)?;
+        DeploymentStatus::from_json(&response.body).map_err(|e| AgentError::Response {
+            what: "the status answer",
+            problem: e.to_string(),
+        })
+    }
+
+    /// `GET /deployments`.
+    pub fn deployments(&self) -> Result<DeploymentList, AgentError> {
+        let response = self.expect_status("GET", "/deployments", &[], b"", 200)?;
+        DeploymentList::from_json(&response.body).map_err(|e| AgentError::Response {
+            what: "the deployments answer",
+            problem: e.to_string(),
+        })
+    }
+
+    /// [`AgentClient::request`], and an error naming the agent's reason
+    /// unless the status is `expected`.
+    fn expect_status(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        expected: u16,
+    ) -> Result<Response, AgentError> {
+        let response = self.request(method, path, headers, body)?;
+        if response.status != expected {
+            return Err(AgentError::Status {
+                method: method.to_owned(),
+                path: path.to_owned(),
+                status: response.status,
+                reason: response.error_reason(),
+            });
+        }
+        Ok(response)
+    }
+}
+
+/// A deployment id: 1 to [`MAX_ID_LEN`] letters, digits, `-`, `_` or `.`
+/// (it goes into a URL path).
+fn check_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && id != "."
+        && id != "..";
+    if !ok {
+        return Err(format!(
+            "deployment id {id:?} must be 1 to {MAX_ID_LEN} letters, digits, '-', '_' or '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// Parse a versioned deploy-API answer.
+fn parse_json<T: for<'de> Deserialize<'de>>(
+    body: &[u8],
+    what: &'static str,
+) -> Result<T, AgentError> {
+    let problem = |problem: String| AgentError::Response { what, problem };
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| problem(e.to_string()))?;
+    match value.get("version").and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(DEPLOY_API_VERSION) => {}
+        _ => {
+            return Err(problem(format!(
+                "version: expected {DEPLOY_API_VERSION}, got {}",
+                value
+                    .get("version")
+                    .map_or("nothing".to_owned(), |v| v.to_string())
+            )))
+        }
+    }
+    serde_json::from_value(value).map_err(|e| problem(e.to_string()))
+}
+
+fn unix_now() -> Result<u64, AgentError> {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .map_err(|_| AgentError::Request("the system clock is before 1970".to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_ids_are_path_safe() {
+        for good in ["d1", "20250101-120000", "a.b_c-d"] {
+            assert!(check_id(good).is_ok(), "{good}");
+        }
+        for bad in ["", "..", "a/b", "a?b", "a b", &"x".repeat(MAX_ID_LEN + 1)] {
+            assert!(check_id(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! What a client trusts about an agent: the verifier (root, policy,
+//! allowlist), where collateral comes from, and the repo the agent must be
+//! bound to.
+
+use std::fmt;
+
+use crate::collateral::{
+    fetch, fmspc_and_ca_from_quote, CacheKey, Collateral, CollateralCache, CollateralSource,
+    FetchOptions,
+};
+use crate::verify::{VerifiedQuote, Verifier};
+
+use super::AgentError;
+
+/// Where the collateral for an agent's quotes comes from.
+pub enum CollateralSupply {
+    /// The same collateral for every quote: a collateral file, or the
+    /// simulated platform's.
+    Fixed(Collateral),
+    /// From the cache, fetched from `source` (Intel PCS or a PCCS) and stored
+    /// when the cache holds none valid at the time of verification.
+    Service {
+        /// Intel PCS or a PCCS.
+        source: CollateralSource,
+        /// The on-disk cache (with its in-memory layer).
+        cache: CollateralCache,
+        /// Timeouts and limits of the fetch.
+        options: FetchOptions,
+    },
+}
+
+impl fmt::Debug for CollateralSupply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CollateralSupply::Fixed(_) => f.write_str("Fixed(..)"),
+            CollateralSupply::Service { source, cache, .. } => f
+                .debug_struct("Service")
+                .field("source", &source.base_url())
+                .field("cache", &cache.dir())
+                .finish(),
+        }
+    }
+}
+
+impl CollateralSupply {
+    /// Collateral for `quote`, valid (per the cache) at `now`.
+    pub fn for_quote(&self, quote: &[u8], now: u64) -> Result<Collateral, AgentError> {
+        match self {
+            CollateralSupply::Fixed(collateral) => Ok(collateral.clone()),
+            CollateralSupply::Service {
+                source,
+                cache,
+                options,
+            } => {
+                let (fmspc, ca) = fmspc_and_ca_from_quote(quote).map_err(|e| {
+                    AgentError::Collateral(format!("cannot read the quote's PCK certificate: {e}"))
+                })?;
+                let key = CacheKey::new(source.clone(), fmspc, ca);
+                // A failure to store a fetched bundle only costs a refetch later.
+                let obtained = cache
+                    .get_or_fetch(&key, now, |key| {
+                        fetch(&key.source, fmspc, ca, None, options)
+                    })
+                    .map_err(|e| AgentError::Collateral(e.to_string()))?;
+                Ok(obtained.collateral)
+            }
+        }
+    }
+}
+
+/// How a client decides that an agent is the one it should talk to.
+pub struct AgentTrust {
+    /// DCAP trust root and policy; the policy's allowlist (MRTD, RTMR0-2,
+    /// TD attributes, XFAM), when set, is checked on every quote.
+    pub verifier: Verifier,
+    /// Collateral for the agent's quotes.
+    pub collateral: CollateralSupply,
+    /// The repo (`owner/name`) the agent's measured launch config must name
+    /// (compared case-insensitively, as GitHub does).
+    pub expected_repo: String,
+    /// Send a token to an agent whose measured GitHub API URL is `http://`.
+    /// Only for local test servers; default false.
+    pub allow_http_github_api: bool,
+}
+
+impl fmt::Debug for AgentTrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentTrust")
+            .field("policy", self.verifier.policy())
+            .field("collateral", &self.collateral)
+            .field("expected_repo", &self.expected_repo)
+            .field("allow_http_github_api", &self.allow_http_github_api)
+            .finish()
+    }
+}
+
+impl AgentTrust {
+    /// Trust with `verifier` and `collateral`, for an agent bound to `expected_repo`.
+    pub fn new(
+        verifier: Verifier,
+        collateral: CollateralSupply,
+        expected_repo: impl Into<String>,
+    ) -> Self {
+        AgentTrust {
+            verifier,
+            collateral,
+            expected_repo: expected_repo.into(),
+            allow_http_github_api: false,
+        }
+    }
+
+    /// Verify `quote` with DCAP and the policy at `now` (Unix seconds).
+    pub(super) fn verify_quote(&self, quote: &[u8], now: u64) -> Result<VerifiedQuote, AgentError> {
+        let collateral = self.collateral.for_quote(quote, now)?;
+        Ok(self.verifier.verify(quote, &collateral, now)?)
+    }
+}

@@ -1,0 +1,543 @@
+//! `ee deploy`: verify an agent over RA-TLS, then deploy a bundle to it and
+//! follow the deployment until it runs or fails.
+//!
+//! Order matters: the agent is verified (its certificate's quote, the
+//! allowlist, a fresh-nonce attestation, the repo its measured launch config
+//! names) before the token or any private environment value is even read.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context};
+use base64::Engine as _;
+use clap::Args;
+use easyenclave::agent::{
+    AgentClient, AgentError, AgentTrust, Attested, ClientOptions, CollateralSupply,
+};
+use easyenclave::allowlist::Allowlist;
+use easyenclave::attestation::AllowlistRef;
+use easyenclave::bundle;
+use easyenclave::collateral::{
+    default_cache_dir, Collateral, CollateralCache, CollateralSource, FetchOptions,
+    MAX_COLLATERAL_JSON_BYTES,
+};
+use easyenclave::deploy::{
+    check_env_name, BundleSource, DeployRequest, DeploymentState, DeploymentStatus,
+    DEPLOY_API_VERSION, MAX_INLINE_BUNDLE_BYTES,
+};
+use easyenclave::input;
+use easyenclave::launch::{check_repo, check_url};
+use easyenclave::sim::pki::SimPki;
+use easyenclave::sim::DEV_SEED;
+use easyenclave::verify::{Policy, StatusName, TrustRoot, Verifier};
+use sha2::{Digest, Sha256};
+
+use crate::quote_cmd::read_capped;
+use crate::Failure;
+
+/// Largest root CA file accepted.
+const MAX_ROOT_FILE: u64 = 64 * 1024;
+/// Largest allowlist file accepted.
+const MAX_ALLOWLIST_FILE: u64 = easyenclave::allowlist::MAX_ALLOWLIST_BYTES as u64;
+/// Largest env file accepted.
+const MAX_ENV_FILE: u64 = 1024 * 1024;
+/// How long collateral made for the simulated platform is valid.
+const SIM_COLLATERAL_SECS: u64 = 24 * 3600;
+/// Time between two status requests.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Consecutive failed status requests tolerated before giving up.
+const MAX_POLL_FAILURES: u32 = 5;
+
+const EXAMPLES: &str = "\
+Examples:
+  # Deploy an Actions artifact to an agent on real TDX, checking the image
+  # against its publisher's allowlist:
+  GITHUB_TOKEN=... ee deploy --agent https://td.example:8443 --repo acme/hello \\
+      --artifact 1234567 --allowlist allowlist.json --env API_KEY
+
+  # A local bundle to a dev image on the simulated platform:
+  ee deploy --agent https://127.0.0.1:8443 --repo acme/hello --bundle ./bundle \\
+      --root sim --allow-debug --env-file secrets.env";
+
+/// Arguments of `ee deploy`.
+#[derive(Args)]
+#[command(after_long_help = EXAMPLES)]
+pub struct DeployArgs {
+    /// The agent: https://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    agent: String,
+    /// The repo the agent must be bound to (its measured launch config).
+    #[arg(long, value_name = "OWNER/NAME")]
+    repo: String,
+    /// Deploy this GitHub Actions artifact of the repo.
+    #[arg(
+        long,
+        value_name = "ID",
+        conflicts_with = "bundle",
+        required_unless_present = "bundle"
+    )]
+    artifact: Option<u64>,
+    /// Deploy this bundle inline: a directory (zipped deterministically) or a
+    /// zip file, at most 4 MiB zipped.
+    #[arg(long, value_name = "DIR_OR_ZIP")]
+    bundle: Option<PathBuf>,
+    /// Require the agent's MRTD, RTMR0-2, TD attributes and XFAM to match
+    /// this allowlist.
+    #[arg(long, value_name = "FILE")]
+    allowlist: Option<PathBuf>,
+    /// Where the allowlist is published (https://); the agent puts it, with
+    /// the file's SHA-256, in its attestation for verifiers.
+    #[arg(long, value_name = "URL", requires = "allowlist")]
+    allowlist_url: Option<String>,
+    /// Private environment from a file of NAME=VALUE lines (# comments).
+    #[arg(long, value_name = "FILE")]
+    env_file: Option<PathBuf>,
+    /// Private environment variable, its value taken from this process's
+    /// environment (repeatable).
+    #[arg(long = "env", value_name = "NAME")]
+    env: Vec<String>,
+    /// Do not seal the TD after the workload starts.
+    #[arg(long)]
+    no_seal: bool,
+    /// The workload's main TCP port inside the TD.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    port: Option<u16>,
+    /// Environment variable holding the GitHub token (needs push access to the repo).
+    #[arg(long, value_name = "VAR", default_value = "GITHUB_TOKEN")]
+    token_env: String,
+    /// Root CA the agent's quotes must chain to: `intel` (production), `sim`
+    /// (the simulated platform of dev images; without --collateral,
+    /// collateral made for it), or a certificate file (PEM, DER, hex or base64).
+    #[arg(long, value_name = "intel|sim|FILE", default_value = "intel")]
+    root: String,
+    /// Collateral JSON (the format `ee quote verify` reads). Without it,
+    /// collateral comes from the cache or, when stale, from --pccs or Intel PCS.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["pccs", "cache_dir"])]
+    collateral: Option<PathBuf>,
+    /// Fetch collateral from this PCCS instead of Intel PCS.
+    #[arg(long, value_name = "URL")]
+    pccs: Option<String>,
+    /// Collateral cache directory [default: $XDG_CACHE_HOME/easyenclave/collateral].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Also accept this TCB status (repeatable). Default: only UpToDate.
+    #[arg(long = "accept-status", value_name = "STATUS")]
+    accept_status: Vec<String>,
+    /// Accept DEBUG TDs (dev images only: the host can read a DEBUG TD's memory).
+    #[arg(long)]
+    allow_debug: bool,
+    /// Send the token even though the agent's measured GitHub API URL is
+    /// http:// (local test servers only).
+    #[arg(long)]
+    allow_http_github_api: bool,
+    /// Give up after this many seconds without the deployment running.
+    #[arg(long, value_name = "SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+    /// Print the result as JSON (progress still goes to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: DeployArgs) -> Result<(), Failure> {
+    // Everything that can be checked without the agent, and nothing secret.
+    check_repo(&args.repo).map_err(|p| anyhow!("--repo: {p}"))?;
+    for name in &args.env {
+        check_env_name(name).map_err(|p| anyhow!("--env: {p}"))?;
+    }
+    let (bundle, local_digest) = load_bundle(&args)?;
+    let (policy, allowlist_ref) = build_policy(&args)?;
+    let trust = AgentTrust {
+        allow_http_github_api: args.allow_http_github_api,
+        ..AgentTrust::new(
+            Verifier::with_root(trust_root(&args.root)?, policy),
+            collateral_supply(&args)?,
+            args.repo.clone(),
+        )
+    };
+    let options = ClientOptions {
+        timeout: Duration::from_secs(args.timeout.min(30)),
+        ..ClientOptions::default()
+    };
+
+    eprintln!("ee: verifying the agent at {}", args.agent);
+    let (client, attested) = verify_agent(&args.agent, trust, options)?;
+    describe_agent(&client, &attested);
+
+    // Only now the secrets.
+    let token = std::env::var(&args.token_env)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| anyhow!("--token-env: ${} is not set", args.token_env))?;
+    let request = DeployRequest {
+        version: DEPLOY_API_VERSION,
+        bundle,
+        env: private_env(&args)?,
+        seal: !args.no_seal,
+        port: args.port,
+        allowlist: allowlist_ref,
+    };
+    request
+        .validate()
+        .map_err(|e| anyhow!("deploy request: {e}"))?;
+    let accepted = client.deploy(&token, &request).map_err(agent_failure)?;
+    eprintln!("ee: deployment {} accepted", accepted.id);
+
+    let status = follow(client, &accepted.id, Duration::from_secs(args.timeout))?;
+    finish(&status, local_digest, args.json)
+}
+
+/// Connect (RA-TLS) and attest with a fresh nonce.
+fn verify_agent(
+    url: &str,
+    trust: AgentTrust,
+    options: ClientOptions,
+) -> Result<(AgentClient, Attested), Failure> {
+    let client = AgentClient::connect_with(url, trust, options).map_err(agent_failure)?;
+    let attested = client.attest().map_err(agent_failure)?;
+    Ok((client, attested))
+}
+
+fn describe_agent(client: &AgentClient, attested: &Attested) {
+    let quote = client.tls_quote();
+    let key = hex::encode(Sha256::digest(client.pinned_spki_der()));
+    eprintln!("ee: agent verified:");
+    eprintln!("  TLS key (SPKI SHA-256): {key}");
+    eprintln!("  TCB status:             {}", quote.status);
+    match &quote.allowlist_entry {
+        Some(entry) => eprintln!("  allowlist entry:        {entry}"),
+        None => eprintln!("  allowlist entry:        none checked (no --allowlist)"),
+    }
+    eprintln!("  bound to repo:          {}", attested.launch_config.repo);
+    eprintln!(
+        "  event log:              {} events, RTMR3 replayed{}",
+        attested.event_log.len(),
+        if attested.event_log.is_sealed() {
+            ", sealed"
+        } else {
+            ""
+        }
+    );
+}
+
+/// Trust failures are rejections (exit 1); input and transport problems
+/// mean the command could not run (exit 2).
+fn agent_failure(e: AgentError) -> Failure {
+    if e.is_rejection() {
+        Failure::Rejected(anyhow!(e))
+    } else {
+        Failure::Input(anyhow!(e))
+    }
+}
+
+/// The bundle source, and the canonical digest when the bundle is a local
+/// directory (to compare with what the agent measures).
+fn load_bundle(args: &DeployArgs) -> anyhow::Result<(BundleSource, Option<[u8; 32]>)> {
+    let Some(path) = &args.bundle else {
+        let id = args
+            .artifact
+            .context("--artifact or --bundle is required")?;
+        if id == 0 {
+            bail!("--artifact: 0 is not an artifact id");
+        }
+        return Ok((BundleSource::Artifact { id }, None));
+    };
+    let (zip, digest) = if path.is_dir() {
+        let (zip, manifest) = bundle::zip_dir_with_manifest(path)
+            .with_context(|| format!("--bundle {}", path.display()))?;
+        (zip, Some(manifest.digest()))
+    } else {
+        let zip = read_capped(path, MAX_INLINE_BUNDLE_BYTES as u64).context(
+            "--bundle (inline bundles are at most 4 MiB; use --artifact for larger ones)",
+        )?;
+        (zip, None)
+    };
+    if zip.len() > MAX_INLINE_BUNDLE_BYTES {
+        bail!(
+            "--bundle {}: the zip is {} bytes, inline bundles are at most {MAX_INLINE_BUNDLE_BYTES}; \
+             upload it as an Actions artifact and use --artifact",
+            path.display(),
+            zip.len()
+        );
+    }
+    Ok((BundleSource::Inline { zip }, digest))
+}
+
+fn build_policy(args: &DeployArgs) -> anyhow::Result<(Policy, Option<AllowlistRef>)> {
+    let mut policy = Policy::default().allow_debug(args.allow_debug);
+    for s in &args.accept_status {
+        policy = policy.accept_status(StatusName::parse(s).context("--accept-status")?);
+    }
+    let mut allowlist_ref = None;
+    if let Some(path) = &args.allowlist {
+        let bytes = read_capped(path, MAX_ALLOWLIST_FILE)?;
+        let list = Allowlist::from_json(&bytes)
+            .with_context(|| format!("allowlist {}", path.display()))?;
+        policy = policy.with_allowlist(list);
+        if let Some(url) = &args.allowlist_url {
+            check_url(url, &["https"]).map_err(|p| anyhow!("--allowlist-url: {p}"))?;
+            allowlist_ref = Some(AllowlistRef {
+                url: url.clone(),
+                sha256: Sha256::digest(&bytes).into(),
+            });
+        }
+    }
+    Ok((policy, allowlist_ref))
+}
+
+fn trust_root(root: &str) -> anyhow::Result<TrustRoot> {
+    Ok(match root {
+        "intel" => TrustRoot::IntelProduction,
+        "sim" => TrustRoot::Explicit(sim_pki()?.root_ca_der().to_vec()),
+        path => {
+            let bytes = read_capped(Path::new(path), MAX_ROOT_FILE).context("--root")?;
+            TrustRoot::Explicit(
+                decode_certificate(bytes).with_context(|| format!("--root {path}"))?,
+            )
+        }
+    })
+}
+
+fn sim_pki() -> anyhow::Result<SimPki> {
+    SimPki::from_seed(DEV_SEED).context("building the simulated platform")
+}
+
+/// A certificate file: PEM, or DER as raw bytes, hex or base64.
+fn decode_certificate(bytes: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    if let Some(text) = std::str::from_utf8(&bytes)
+        .ok()
+        .filter(|t| t.contains(BEGIN))
+    {
+        let body = text
+            .split_once(BEGIN)
+            .and_then(|(_, rest)| rest.split_once(END))
+            .map(|(body, _)| body)
+            .context("PEM certificate without an END line")?;
+        let base64: String = body.split_whitespace().collect();
+        return base64::engine::general_purpose::STANDARD
+            .decode(base64)
+            .context("PEM certificate body is not base64");
+    }
+    Ok(input::decode_binary(bytes)?)
+}
+
+fn collateral_supply(args: &DeployArgs) -> anyhow::Result<CollateralSupply> {
+    if let Some(path) = &args.collateral {
+        let json = read_capped(path, MAX_COLLATERAL_JSON_BYTES as u64)?;
+        return Ok(CollateralSupply::Fixed(
+            Collateral::from_json(&json)
+                .with_context(|| format!("collateral {}", path.display()))?,
+        ));
+    }
+    if args.root == "sim" && args.pccs.is_none() {
+        // The simulated platform's collateral is made, not fetched.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .context("system clock is before 1970")?
+            .as_secs();
+        let collateral = sim_pki()?
+            .collateral(
+                now.saturating_sub(60),
+                now.saturating_add(SIM_COLLATERAL_SECS),
+            )
+            .context("making collateral for the simulated platform")?;
+        return Ok(CollateralSupply::Fixed(Collateral::from(collateral)));
+    }
+    let source = match &args.pccs {
+        Some(url) => CollateralSource::Pccs(url.clone()),
+        None => CollateralSource::IntelPcs,
+    };
+    let dir = args
+        .cache_dir
+        .clone()
+        .or_else(default_cache_dir)
+        .context("no collateral cache directory: set --cache-dir, XDG_CACHE_HOME or HOME")?;
+    Ok(CollateralSupply::Service {
+        source,
+        cache: CollateralCache::new(dir),
+        options: FetchOptions::default(),
+    })
+}
+
+/// The private environment: the env file, then `--env` names from this
+/// process's environment. Errors name the line or variable, never a value.
+fn private_env(args: &DeployArgs) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut env = BTreeMap::new();
+    if let Some(path) = &args.env_file {
+        let bytes = read_capped(path, MAX_ENV_FILE)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow!("--env-file {}: not UTF-8", path.display()))?;
+        for (index, line) in text.lines().enumerate() {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            let at = || format!("--env-file {} line {}", path.display(), index + 1);
+            let (name, value) = line
+                .split_once('=')
+                .ok_or_else(|| anyhow!("{}: expected NAME=VALUE", at()))?;
+            check_env_name(name).map_err(|p| anyhow!("{}: {p}", at()))?;
+            if env.insert(name.to_owned(), value.to_owned()).is_some() {
+                bail!("{}: {name} is set twice", at());
+            }
+        }
+    }
+    for name in &args.env {
+        let value = std::env::var_os(name)
+            .ok_or_else(|| anyhow!("--env {name}: not set in this environment"))?
+            .into_string()
+            .map_err(|_| anyhow!("--env {name}: the value is not UTF-8"))?;
+        if env.insert(name.clone(), value).is_some() {
+            bail!("--env {name}: also set in --env-file");
+        }
+    }
+    Ok(env)
+}
+
+/// Poll the deployment, printing state changes and new log lines, until it
+/// reaches a final state or `timeout` passes.
+fn follow(
+    mut client: AgentClient,
+    id: &str,
+    timeout: Duration,
+) -> Result<DeploymentStatus, Failure> {
+    let deadline = Instant::now() + timeout;
+    let mut last_state = None;
+    let mut shown_tail: Vec<String> = Vec::new();
+    let mut failures = 0;
+    loop {
+        let status = match client.status(id) {
+            Ok(status) => {
+                failures = 0;
+                status
+            }
+            Err(AgentError::KeyChanged { .. }) => {
+                // The agent renewed its certificate with a new key: verify it
+                // from scratch, as at the start.
+                eprintln!("ee: the agent's TLS key changed; verifying the agent again");
+                let again = client.reconnect().map_err(agent_failure)?;
+                again.attest().map_err(agent_failure)?;
+                client = again;
+                continue;
+            }
+            Err(e @ (AgentError::Io { .. } | AgentError::Tls(_)))
+                if failures < MAX_POLL_FAILURES =>
+            {
+                failures += 1;
+                eprintln!("ee: status request failed ({e}); retrying");
+                std::thread::sleep(POLL_INTERVAL);
+                continue;
+            }
+            Err(e) => return Err(agent_failure(e)),
+        };
+        if last_state != Some(status.state) {
+            eprintln!("ee: {}", status.state);
+            last_state = Some(status.state);
+        }
+        for line in new_lines(&shown_tail, &status.log_tail) {
+            eprintln!("  | {line}");
+        }
+        shown_tail.clone_from(&status.log_tail);
+        if status.state.is_final() {
+            return Ok(status);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Failure::Rejected(anyhow!(
+                "deployment {id} is still {} after {} s (--timeout)",
+                status.state,
+                timeout.as_secs()
+            )));
+        }
+        std::thread::sleep(POLL_INTERVAL.min(deadline - now));
+    }
+}
+
+/// The lines of `tail` after its overlap with `shown` (both are windows on
+/// the end of the same log, `tail` the later one).
+fn new_lines<'a>(shown: &[String], tail: &'a [String]) -> &'a [String] {
+    let overlap = (0..=shown.len().min(tail.len()))
+        .rev()
+        .find(|&k| shown.get(shown.len() - k..) == tail.get(..k))
+        .unwrap_or(0);
+    tail.get(overlap..).unwrap_or_default()
+}
+
+fn finish(
+    status: &DeploymentStatus,
+    local_digest: Option<[u8; 32]>,
+    json: bool,
+) -> Result<(), Failure> {
+    if json {
+        let text = serde_json::to_string_pretty(status).context("encoding JSON")?;
+        println!("{text}");
+    }
+    match status.state {
+        DeploymentState::Running => {}
+        DeploymentState::Failed => {
+            return Err(Failure::Rejected(anyhow!(
+                "deployment {} failed: {}",
+                status.id,
+                status
+                    .reason
+                    .as_deref()
+                    .unwrap_or("the agent gave no reason")
+            )))
+        }
+        other => {
+            return Err(Failure::Rejected(anyhow!(
+                "deployment {} ended {other} (replaced by a later deployment)",
+                status.id
+            )))
+        }
+    }
+    if let (Some(local), Some(measured)) = (local_digest, &status.bundle_digest) {
+        if !measured.eq_ignore_ascii_case(&hex::encode(local)) {
+            return Err(Failure::Rejected(anyhow!(
+                "the agent measured bundle {measured}, but the bundle sent has digest {}",
+                hex::encode(local)
+            )));
+        }
+    }
+    if !json {
+        println!("deployment {} is running", status.id);
+        if let Some(digest) = &status.bundle_digest {
+            println!("  bundle digest: {digest}");
+        }
+        if let Some(tag) = &status.release_tag {
+            println!("  release:       {tag}");
+        }
+        println!("  sealed:        {}", status.sealed);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_lines;
+
+    fn lines(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn new_lines_follow_a_sliding_tail() {
+        let shown = lines(&["a", "b", "c"]);
+        assert_eq!(
+            new_lines(&shown, &lines(&["b", "c", "d", "e"])),
+            lines(&["d", "e"])
+        );
+        assert!(new_lines(&shown, &shown).is_empty());
+        assert_eq!(new_lines(&[], &lines(&["a"])), lines(&["a"]));
+        // The window moved past everything shown: all of it is new.
+        assert_eq!(new_lines(&shown, &lines(&["x", "y"])), lines(&["x", "y"]));
+        // Repeated lines: the longest overlap wins.
+        assert_eq!(
+            new_lines(&lines(&["a", "b"]), &lines(&["a", "b", "a", "b"])),
+            lines(&["a", "b"])
+        );
+    }
+}

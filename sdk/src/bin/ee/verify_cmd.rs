@@ -1,0 +1,644 @@
+//! `ee verify OWNER/REPO`: verify a repo's published deployment with
+//! [`easyenclave::connect`].
+//!
+//! By default this checks what the agent published on the repo's newest
+//! deploy release; `--get PATH` then also opens the verified client to the
+//! published endpoint ([`easyenclave::connect::open`]) and fetches PATH from
+//! the live TD, pinned to its attested TLS key. `--agent URL` is the live
+//! check of a running agent instead ([`verify_live`]): RA-TLS and a fresh
+//! nonce, through `easyenclave::agent`. Both report through the same exit codes.
+
+use std::fs::File;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use easyenclave::agent::{AgentClient, AgentError, AgentTrust, CollateralSupply};
+use easyenclave::allowlist::Variant;
+use easyenclave::collateral::FetchOptions;
+use easyenclave::collateral::{
+    Collateral, CollateralCache, CollateralSource, MAX_COLLATERAL_JSON_BYTES,
+};
+use easyenclave::connect::{
+    connect_with, CollateralChoice, CollateralOrigin, ConnectOptions, VerifiedService,
+};
+use easyenclave::github::RepoName;
+use easyenclave::input;
+use easyenclave::launch::DEFAULT_GITHUB_API_URL;
+use easyenclave::sim::{pki::SimPki, DEV_SEED};
+use easyenclave::verify::{Policy, StatusName, TrustRoot, Verifier};
+use sha2::{Digest, Sha256};
+use std::io::Write as _;
+
+use crate::Failure;
+
+/// Largest root CA certificate accepted.
+const MAX_ROOT_FILE: usize = 64 * 1024;
+/// `--max-age` default: the library's `easyenclave::connect::DEFAULT_MAX_AGE`
+/// (a unit test keeps them equal).
+const DEFAULT_MAX_AGE_ARG: &str = "30d";
+/// How long collateral made for the simulated platform is valid.
+const SIM_COLLATERAL_SECS: u64 = 24 * 3600;
+
+const EXAMPLES: &str = "\
+Examples:
+  # A service on github.com, verified against Intel's root (collateral from
+  # Intel PCS, cached under ~/.cache/easyenclave):
+  ee verify acme/hello
+
+  # Require a known bundle and the image publisher's allowlist, as JSON:
+  ee verify acme/hello --expect-bundle 3f0a...c9 \\
+      --allowlist-publisher easy-enclave/easy-enclave --json
+
+  # A dev deployment on the simulated platform and a local test server:
+  ee verify acme/hello --root sim --api-url http://127.0.0.1:8080/api/v3
+
+  # Then call the service through the verified client (the agent proxies
+  # /app/... to the workload), pinned to the attested TLS key:
+  ee verify acme/hello --root sim --api-url http://127.0.0.1:8080/api/v3 --get /app/
+
+  # Attest a running agent directly, with a fresh nonce, against an allowlist:
+  ee verify acme/hello --agent https://10.0.0.5:8443 --allowlist allowlist.json
+
+Exit status: 0 verified; 1 rejected (the failed check is named); 2 bad input,
+or the check could not run (network, unreadable file).";
+
+/// `ee verify` arguments.
+#[derive(Args)]
+#[command(after_long_help = EXAMPLES)]
+pub struct VerifyArgs {
+    /// The app repo whose deployment to verify.
+    #[arg(value_name = "OWNER/REPO")]
+    repo: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    /// GitHub REST API base URL (a GitHub Enterprise Server's `https://HOST/api/v3`,
+    /// or a test server).
+    #[arg(long, value_name = "URL", default_value = DEFAULT_GITHUB_API_URL)]
+    api_url: String,
+    /// Read a GitHub token from this environment variable (private repos,
+    /// rate limits). It is sent only to the API's own origin.
+    #[arg(long, value_name = "VAR")]
+    token_env: Option<String>,
+    /// Root CA the quote must chain to: `intel` (production), `sim` (the
+    /// simulated platform of dev images; implies --accept-variant sim and,
+    /// without --collateral, --pccs or --cache-dir, collateral made for it),
+    /// or a DER file.
+    #[arg(long, value_name = "intel|sim|CA.der", default_value = "intel", value_parser = parse_root)]
+    root: RootArg,
+    /// Collateral JSON (the format `ee quote verify` reads). Without it,
+    /// collateral comes from the cache or, when stale, from --pccs or Intel PCS.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["pccs", "cache_dir"])]
+    collateral: Option<PathBuf>,
+    /// Fetch collateral from this PCCS instead of Intel PCS.
+    #[arg(long, value_name = "URL")]
+    pccs: Option<String>,
+    /// Collateral cache directory [default: $XDG_CACHE_HOME/easyenclave/collateral].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Verify as of this time (Unix seconds) instead of now.
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    now: Option<u64>,
+    /// Require the running bundle to have this digest (64 hex digits, as
+    /// `ee bundle digest` prints it).
+    #[arg(long, value_name = "HEX", value_parser = parse_digest)]
+    expect_bundle: Option<[u8; 32]>,
+    /// Accept a deployment that was not sealed.
+    #[arg(long)]
+    allow_unsealed: bool,
+    /// Oldest attestation accepted: a number with a unit s, m, h or d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration,
+          default_value = DEFAULT_MAX_AGE_ARG)]
+    max_age: Duration,
+    /// Read the allowlist from this file instead of downloading it; its
+    /// SHA-256 must still be the one the attestation names.
+    #[arg(long, value_name = "FILE")]
+    allowlist: Option<PathBuf>,
+    /// Accept only allowlists published as release assets of this repo
+    /// (repeatable). Default: whichever publisher the attestation names.
+    #[arg(long = "allowlist-publisher", value_name = "OWNER/REPO", value_parser = parse_repo)]
+    allowlist_publishers: Vec<RepoName>,
+    /// Also accept this TCB status (repeatable). Default: only UpToDate.
+    #[arg(long = "accept-status", value_name = "STATUS", value_parser = parse_status)]
+    accept_status: Vec<StatusName>,
+    /// Reject platforms whose TCB level lists this advisory id (repeatable).
+    #[arg(long = "reject-advisory", value_name = "ID")]
+    reject_advisory: Vec<String>,
+    /// Accept DEBUG TDs (dev images only: the host can read a DEBUG TD's memory).
+    #[arg(long)]
+    allow_debug: bool,
+    /// Also accept images of this variant (repeatable). Default: production only.
+    #[arg(long = "accept-variant", value_name = "dev|sim", value_parser = parse_variant)]
+    accept_variant: Vec<Variant>,
+    /// After verifying the publication, GET this path from the live TD at the
+    /// published endpoint through the verified client (RA-TLS, pinned key,
+    /// same TD and bundle as published) and print the body. The summary goes
+    /// to stderr.
+    #[arg(long, value_name = "PATH", conflicts_with = "agent")]
+    get: Option<String>,
+    /// Attest this running agent live (RA-TLS certificate and a fresh nonce)
+    /// instead of reading the publication: its quote must verify, match
+    /// --allowlist if given, replay its event log and be bound to OWNER/REPO.
+    #[arg(long, value_name = "https://HOST:PORT")]
+    agent: Option<String>,
+}
+
+/// The `--root` choice.
+#[derive(Clone, Debug)]
+enum RootArg {
+    Intel,
+    Sim,
+    File(PathBuf),
+}
+
+fn parse_root(text: &str) -> Result<RootArg, String> {
+    Ok(match text {
+        "intel" => RootArg::Intel,
+        "sim" => RootArg::Sim,
+        "" => return Err("expected intel, sim or a file".to_owned()),
+        path => RootArg::File(PathBuf::from(path)),
+    })
+}
+
+fn parse_digest(text: &str) -> Result<[u8; 32], String> {
+    let bytes = hex::decode(text.trim()).map_err(|e| format!("not hex: {e}"))?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map_err(|_| format!("{} bytes, expected 32 (64 hex digits)", bytes.len()))
+}
+
+/// `90s`, `30m`, `24h`, `7d`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit; use s, m, h or d (e.g. 24h)"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a number"))?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => return Err(format!("unknown unit {other:?}; use s, m, h or d")),
+    };
+    number
+        .checked_mul(unit_secs)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+fn parse_repo(text: &str) -> Result<RepoName, String> {
+    RepoName::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_status(text: &str) -> Result<StatusName, String> {
+    StatusName::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_variant(text: &str) -> Result<Variant, String> {
+    match text {
+        "production" => Ok(Variant::Production),
+        "dev" => Ok(Variant::Dev),
+        "sim" => Ok(Variant::Sim),
+        other => Err(format!("unknown variant {other:?} (production, dev, sim)")),
+    }
+}
+
+/// Run `ee verify`.
+pub fn run(args: VerifyArgs) -> Result<(), Failure> {
+    match &args.agent {
+        Some(url) => verify_live(&args, url),
+        None => verify_published(&args),
+    }
+}
+
+/// Verify the newest published deployment of `args.repo`.
+fn verify_published(args: &VerifyArgs) -> Result<(), Failure> {
+    let options = options(args)?;
+    match connect_with(&args.repo, &options) {
+        Ok(service) => {
+            if let Some(path) = &args.get {
+                print_service(&service, args, &mut std::io::stderr());
+                return get_through_verified_client(&service, &options, path);
+            }
+            if args.json {
+                let mut doc = serde_json::to_value(&service).context("encoding JSON")?;
+                doc["verified"] = true.into();
+                println!("{doc:#}");
+            } else {
+                print_service(&service, args, &mut std::io::stdout());
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if args.json {
+                let doc = serde_json::json!({
+                    "verified": false,
+                    "check": e.check(),
+                    "error": e.to_string(),
+                });
+                println!("{doc:#}");
+            }
+            let error = anyhow!("check {} failed: {e}", e.check());
+            Err(if e.is_rejection() {
+                Failure::Rejected(error)
+            } else {
+                Failure::Input(error)
+            })
+        }
+    }
+}
+
+/// Open the verified client to the published endpoint and GET `path`; the
+/// body goes to stdout. A non-2xx answer is a rejection (exit 1).
+fn get_through_verified_client(
+    service: &VerifiedService,
+    options: &ConnectOptions,
+    path: &str,
+) -> Result<(), Failure> {
+    let client = easyenclave::connect::open(service, options).map_err(|e| {
+        let error = anyhow!("check {} failed: {e}", e.check());
+        if e.is_rejection() {
+            Failure::Rejected(error)
+        } else {
+            Failure::Input(error)
+        }
+    })?;
+    eprintln!(
+        "  live TD:     same registers and bundle as published; TLS key pinned (spki sha256 {})",
+        hex::encode(Sha256::digest(client.pinned_spki_der()))
+    );
+    let response = client
+        .request("GET", path, &[], &[])
+        .map_err(|e| Failure::Input(anyhow!("GET {path}: {e}")))?;
+    eprintln!("  GET {path}: {}", response.status);
+    std::io::stdout()
+        .write_all(&response.body)
+        .context("writing the body")?;
+    if !(200..300).contains(&response.status) {
+        return Err(Failure::Rejected(anyhow!(
+            "GET {path} through the verified client answered {}",
+            response.status
+        )));
+    }
+    Ok(())
+}
+
+/// `--agent URL`: attest a running agent with a fresh nonce.
+fn verify_live(args: &VerifyArgs, url: &str) -> Result<(), Failure> {
+    let options = options(args)?;
+    let mut policy = options.policy.clone();
+    if let Some(path) = &args.allowlist {
+        let bytes = read_capped(path, easyenclave::allowlist::MAX_ALLOWLIST_BYTES)?;
+        policy = policy.with_allowlist(
+            easyenclave::allowlist::Allowlist::from_json(&bytes)
+                .with_context(|| format!("allowlist {}", path.display()))?,
+        );
+    }
+    let collateral = match options.collateral {
+        CollateralChoice::Given(collateral) => CollateralSupply::Fixed(collateral),
+        CollateralChoice::Service { source, cache } => CollateralSupply::Service {
+            source,
+            cache: match cache {
+                Some(cache) => cache,
+                None => CollateralCache::new(
+                    easyenclave::collateral::default_cache_dir()
+                        .context("no collateral cache directory: use --cache-dir")?,
+                ),
+            },
+            options: FetchOptions::default(),
+        },
+    };
+    let verifier = Verifier::with_root(options.trust_root, policy);
+    let trust = AgentTrust::new(verifier, collateral, args.repo.clone());
+    let rejected = |e: AgentError| {
+        if args.json {
+            let doc = serde_json::json!({"verified": false, "agent": url, "error": e.to_string()});
+            println!("{doc:#}");
+        }
+        if e.is_rejection() {
+            Failure::Rejected(anyhow!("agent {url}: {e}"))
+        } else {
+            Failure::Input(anyhow!("agent {url}: {e}"))
+        }
+    };
+    let client = AgentClient::connect(url, trust).map_err(rejected)?;
+    let attested = client.attest().map_err(rejected)?;
+    let quote = &attested.quote;
+    let bundles: Vec<String> = attested
+        .event_log
+        .bundles()
+        .map(|b| hex::encode(b.digest))
+        .collect();
+    let sealed = attested.event_log.is_sealed();
+    if args.json {
+        let doc = serde_json::json!({
+            "verified": true,
+            "agent": url,
+            "repo": attested.launch_config.repo,
+            "endpoint": attested.launch_config.endpoint,
+            "tcb_status": quote.status,
+            "advisory_ids": quote.advisory_ids,
+            "allowlist_entry": quote.allowlist_entry,
+            "bundles": bundles,
+            "sealed": sealed,
+            "event_log": attested.event_log,
+            "spki_sha256": hex::encode(Sha256::digest(client.pinned_spki_der())),
+        });
+        println!("{doc:#}");
+        return Ok(());
+    }
+    println!("OK: the agent at {url} is a verified TD of {}", args.repo);
+    println!(
+        "  endpoint:    {} (from its measured launch config)",
+        attested.launch_config.endpoint
+    );
+    println!("  TCB status:  {}", quote.status);
+    match &quote.allowlist_entry {
+        Some(entry) => println!("  allowlist:   entry {entry:?}"),
+        None => println!("  allowlist:   none given: measurements not checked (use --allowlist)"),
+    }
+    println!(
+        "  bundles:     {}",
+        if bundles.is_empty() {
+            "none deployed yet".to_owned()
+        } else {
+            bundles.join(", ")
+        }
+    );
+    println!("  sealed:      {}", if sealed { "yes" } else { "no" });
+    println!(
+        "  TLS key:     spki sha256 {} (quote in its certificate binds it)",
+        hex::encode(Sha256::digest(client.pinned_spki_der()))
+    );
+    Ok(())
+}
+
+fn options(args: &VerifyArgs) -> anyhow::Result<ConnectOptions> {
+    let mut policy = Policy::default().allow_debug(args.allow_debug);
+    for status in &args.accept_status {
+        policy = policy.accept_status(*status);
+    }
+    for id in &args.reject_advisory {
+        policy = policy.reject_advisory(id);
+    }
+    let mut accepted_variants = vec![Variant::Production];
+    accepted_variants.extend(&args.accept_variant);
+    let (trust_root, sim) = match &args.root {
+        RootArg::Intel => (TrustRoot::IntelProduction, None),
+        RootArg::File(path) => (
+            TrustRoot::Explicit(input::read_binary(path, MAX_ROOT_FILE).context("--root")?),
+            None,
+        ),
+        RootArg::Sim => {
+            let pki = SimPki::from_seed(DEV_SEED).context("building the simulated platform")?;
+            accepted_variants.push(Variant::Sim);
+            (TrustRoot::Explicit(pki.root_ca_der().to_vec()), Some(pki))
+        }
+    };
+    let collateral = match (&args.collateral, &sim) {
+        (Some(path), _) => {
+            let json = read_capped(path, MAX_COLLATERAL_JSON_BYTES)?;
+            CollateralChoice::Given(
+                Collateral::from_json(&json)
+                    .with_context(|| format!("collateral {}", path.display()))?,
+            )
+        }
+        (None, Some(pki)) if args.pccs.is_none() && args.cache_dir.is_none() => {
+            let now = match args.now {
+                Some(now) => now,
+                None => SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .context("system clock is before 1970")?
+                    .as_secs(),
+            };
+            let issued = now.saturating_sub(60);
+            CollateralChoice::Given(Collateral::from(
+                pki.collateral(issued, now.saturating_add(SIM_COLLATERAL_SECS))
+                    .context("making collateral for the simulated platform")?,
+            ))
+        }
+        (None, _) => CollateralChoice::Service {
+            source: match &args.pccs {
+                Some(url) => CollateralSource::Pccs(url.clone()),
+                None => CollateralSource::IntelPcs,
+            },
+            cache: args.cache_dir.clone().map(CollateralCache::new),
+        },
+    };
+    let github_token = match &args.token_env {
+        Some(var) => {
+            Some(std::env::var(var).with_context(|| format!("--token-env: reading ${var}"))?)
+        }
+        None => None,
+    };
+    Ok(ConnectOptions {
+        github_api_url: args.api_url.clone(),
+        github_token,
+        trust_root,
+        policy,
+        accepted_variants,
+        allowlist_publishers: args.allowlist_publishers.clone(),
+        allowlist_override: args.allowlist.clone(),
+        collateral,
+        expect_bundle: args.expect_bundle,
+        allow_unsealed: args.allow_unsealed,
+        max_age: args.max_age,
+        now: args.now,
+        ..ConnectOptions::default()
+    })
+}
+
+/// A local file of at most `max` bytes, refused before it is read whole.
+fn read_capped(path: &Path, max: usize) -> anyhow::Result<Vec<u8>> {
+    let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1))
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() > max {
+        bail!("{} is too large: the limit is {max} bytes", path.display());
+    }
+    Ok(bytes)
+}
+
+/// The human summary of a verified deployment.
+fn print_service(service: &VerifiedService, args: &VerifyArgs, out: &mut dyn std::io::Write) {
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    writeln!(out, "OK: {} is verified", service.repo).ok();
+    writeln!(out, "  endpoint:    {}", service.endpoint).ok();
+    writeln!(
+        out,
+        "  release:     {}, attested {} ago (limit {})",
+        service.release_tag,
+        human_duration(service.age_secs),
+        human_duration(args.max_age.as_secs())
+    )
+    .ok();
+    let bundle = &service.bundle;
+    writeln!(
+        out,
+        "  bundle:      {}{}",
+        hex::encode(bundle.digest),
+        if args.expect_bundle.is_some() {
+            " (as expected)"
+        } else {
+            ""
+        }
+    )
+    .ok();
+    writeln!(out, "               from {}", bundle.source).ok();
+    if service.bundles.len() > 1 {
+        writeln!(
+            out,
+            "               {} earlier bundle(s) since boot",
+            service.bundles.len() - 1
+        )
+        .ok();
+    }
+    writeln!(
+        out,
+        "  sealed:      {}{}",
+        yes_no(service.sealed),
+        if service.sealed {
+            ""
+        } else {
+            " (accepted: --allow-unsealed)"
+        }
+    )
+    .ok();
+    let advisories = if service.advisory_ids.is_empty() {
+        "none".to_owned()
+    } else {
+        service.advisory_ids.join(", ")
+    };
+    writeln!(
+        out,
+        "  TCB status:  {} (advisories: {advisories})",
+        service.tcb_status
+    )
+    .ok();
+    let allowlist = &service.allowlist;
+    writeln!(
+        out,
+        "  image:       {}, allowlist entry {:?} ({})",
+        allowlist.image_id,
+        allowlist.entry,
+        variant_name(allowlist.variant)
+    )
+    .ok();
+    writeln!(out, "  allowlist:   {}", allowlist.url).ok();
+    writeln!(
+        out,
+        "               sha256 {}",
+        hex::encode(allowlist.sha256)
+    )
+    .ok();
+    let publisher = match (&allowlist.publisher, allowlist.publisher_pinned) {
+        (Some(p), true) => format!("published by {p} (a trusted publisher)"),
+        (Some(p), false) => {
+            format!("published by {p} (not pinned: --allowlist-publisher {p} would require it)")
+        }
+        (None, _) => "not a release asset on the configured GitHub: publisher unknown".to_owned(),
+    };
+    writeln!(out, "               {publisher}").ok();
+    if allowlist.from_file {
+        writeln!(
+            out,
+            "               read from the local file given with --allowlist"
+        )
+        .ok();
+    }
+    let td = &service.td_report;
+    writeln!(out, "  MRTD:        {}", hex::encode(td.mr_td)).ok();
+    for (i, register) in [td.rtmr0, td.rtmr1, td.rtmr2, td.rtmr3].iter().enumerate() {
+        writeln!(out, "  RTMR{i}:       {}", hex::encode(register)).ok();
+    }
+    let collateral = match (&service.collateral, &args.root, &args.collateral) {
+        (CollateralOrigin::Given, RootArg::Sim, None) => {
+            "made for the simulated platform".to_owned()
+        }
+        (CollateralOrigin::Given, _, _) => "from --collateral".to_owned(),
+        (CollateralOrigin::Cache, _, _) => "from the cache".to_owned(),
+        (CollateralOrigin::Fetched { source, cached }, _, _) => format!(
+            "fetched from {source}{}",
+            if *cached {
+                " and cached"
+            } else {
+                " (not cached)"
+            }
+        ),
+    };
+    writeln!(out, "  collateral:  {collateral}").ok();
+    writeln!(out, "  requests:    {} HTTP", service.http_requests).ok();
+}
+
+fn variant_name(variant: Variant) -> &'static str {
+    match variant {
+        Variant::Production => "production",
+        Variant::Dev => "dev",
+        Variant::Sim => "sim",
+    }
+}
+
+/// `3d 4h`, `5m 2s`: the two largest units.
+fn human_duration(secs: u64) -> String {
+    let units = [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)];
+    let parts: Vec<String> = units
+        .iter()
+        .scan(secs, |rest, &(name, size)| {
+            let count = *rest / size;
+            *rest %= size;
+            Some((count, name))
+        })
+        .skip_while(|&(count, _)| count == 0)
+        .take(2)
+        .filter(|&(count, _)| count > 0)
+        .map(|(count, name)| format!("{count}{name}"))
+        .collect();
+    if parts.is_empty() {
+        "0s".to_owned()
+    } else {
+        parts.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use easyenclave::connect::DEFAULT_MAX_AGE;
+
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_a_unit() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        for bad in ["", "24", "h", "1.5h", "-1h", "2w", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_duration(DEFAULT_MAX_AGE_ARG), Ok(DEFAULT_MAX_AGE));
+    }
+
+    #[test]
+    fn durations_print_two_units() {
+        assert_eq!(human_duration(0), "0s");
+        assert_eq!(human_duration(59), "59s");
+        assert_eq!(human_duration(3600 + 5), "1h");
+        assert_eq!(human_duration(2 * 86_400 + 3 * 3600 + 7), "2d 3h");
+        assert_eq!(human_duration(65), "1m 5s");
+    }
+
+    #[test]
+    fn digests_are_64_hex_digits() {
+        assert_eq!(parse_digest(&"ab".repeat(32)), Ok([0xab; 32]));
+        assert!(parse_digest("abcd").unwrap_err().contains("2 bytes"));
+        assert!(parse_digest("zz").is_err());
+    }
+}
