@@ -1,11 +1,24 @@
-//! The agent's HTTP endpoints (plain HTTP for now; RA-TLS comes later).
+//! The agent's HTTP endpoints (served over RA-TLS by [`crate::http`]).
 //!
-//! - `GET /health`: `{status, version, uptime_secs, sealed, tsm: {backend, quotes, detail}}`;
-//!   `status` is `degraded` and `tsm.detail` says why when there is no TDX provider.
+//! - `GET /health`: `{status, version, uptime_secs, sealed, tsm: {backend, quotes, detail},
+//!   tls: {attested, detail, not_after, issued, last_error}}`; `status` is `degraded` and
+//!   `tsm.detail` says why when there is no TDX provider; `tls.attested` is false while the
+//!   certificate carries no quote.
 //! - `GET /attestation?nonce=HEX`: a fresh quote whose REPORTDATA binds a
 //!   [`ChallengeStatement`] with that nonce, plus the event log, RTMR0..3
 //!   and the REPORTDATA, as an [`easyenclave::attestation::ChallengeResponse`].
 //!   503 with the reason when there is no TDX provider.
+//! - `POST /deploy` (`Authorization: Bearer <GitHub token>`, body
+//!   [`easyenclave::deploy::DeployRequest`]) → 202
+//!   [`easyenclave::deploy::DeployAccepted`]; 401 without a usable token,
+//!   403 without push access, 502 when GitHub cannot be asked, 400 naming
+//!   the field, 409 while another deploy runs. See [`crate::deploy`].
+//! - `GET /status/{id}` → [`easyenclave::deploy::DeploymentStatus`] (404
+//!   for an unknown id); `GET /deployments` → newest first.
+//! - `/app` and `/app/...` (any method) → the running workload's port on
+//!   127.0.0.1 ([`crate::deploy::proxy`]); 503 when none runs.
+//!
+//! Other paths get 404 listing the endpoints, other methods 405 with `Allow`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,25 +26,140 @@ use std::time::Instant;
 use easyenclave::attestation::{
     report_data, ChallengeResponse, ChallengeStatement, CHALLENGE_RESPONSE_VERSION, MAX_NONCE_BYTES,
 };
+use easyenclave::deploy::MAX_ID_LEN;
 use serde_json::json;
 
+use crate::deploy::{proxy, DeployEngine, SubmitError};
 use crate::http::{Handler, Request, Response};
 use crate::measured::{EvidenceError, MeasuredLog};
+use crate::tls::AgentTls;
 use crate::tsm::{Backend, TsmError};
 
 /// The ee-init version reported by `/health`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The endpoints, for 404 answers.
+const ENDPOINTS: &str = "GET /health, GET /attestation?nonce=HEX, POST /deploy, \
+                         GET /status/{id}, GET /deployments, /app/... (the workload)";
+
 /// The agent API's state.
 pub struct AgentApi {
     measured: Arc<MeasuredLog>,
     started: Instant,
+    deploy: Result<DeployEngine, String>,
+    tls: Option<AgentTls>,
+}
+
+/// A path the API serves, with the one method it takes.
+enum Route<'a> {
+    Health,
+    Attestation,
+    Deploy,
+    Status(&'a str),
+    Deployments,
 }
 
 impl AgentApi {
-    /// Serve `measured`; uptime counts from `started`.
+    /// Serve `measured`; uptime counts from `started`. Deploy endpoints
+    /// answer 503 until [`AgentApi::with_deploy`] gives them an engine.
     pub fn new(measured: Arc<MeasuredLog>, started: Instant) -> Self {
-        AgentApi { measured, started }
+        AgentApi {
+            measured,
+            started,
+            deploy: Err("this agent has no deploy engine".to_owned()),
+            tls: None,
+        }
+    }
+
+    /// Report the state of the agent's RA-TLS certificate in `/health`.
+    pub fn with_tls(mut self, tls: AgentTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Serve deploys with `engine`, or answer 503 with the reason it could
+    /// not be set up.
+    pub fn with_deploy(mut self, engine: Result<DeployEngine, String>) -> Self {
+        self.deploy = engine;
+        self
+    }
+
+    fn engine(&self) -> Result<&DeployEngine, Response> {
+        self.deploy
+            .as_ref()
+            .map_err(|why| Response::error(503, format!("deploys are unavailable: {why}")))
+    }
+
+    fn deploy(&self, request: &Request) -> Response {
+        let engine = match self.engine() {
+            Ok(engine) => engine,
+            Err(response) => return response,
+        };
+        let authorization = request
+            .headers
+            .iter()
+            .find(|(name, _)| name == "authorization")
+            .map(|(_, value)| value.as_str());
+        match engine.submit(authorization, &request.body) {
+            Ok(accepted) => Response::json(202, &accepted),
+            Err(e) => {
+                let response = Response::error(e.status(), e.to_string());
+                match e {
+                    SubmitError::Auth(ref auth) if auth.status() == 401 => {
+                        response.with_header("WWW-Authenticate", "Bearer")
+                    }
+                    _ => response,
+                }
+            }
+        }
+    }
+
+    fn status(&self, id: &str) -> Response {
+        let engine = match self.engine() {
+            Ok(engine) => engine,
+            Err(response) => return response,
+        };
+        let plausible = !id.is_empty()
+            && id.len() <= MAX_ID_LEN
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let status = if plausible { engine.status(id) } else { None };
+        match status {
+            Some(status) => Response::json(200, &status),
+            None => Response::error(
+                404,
+                format!("no deployment {id:?}; GET /deployments lists them"),
+            ),
+        }
+    }
+
+    fn deployments(&self) -> Response {
+        match self.engine() {
+            Ok(engine) => Response::json(200, &engine.list()),
+            Err(response) => response,
+        }
+    }
+
+    /// `/app/...`: the running workload answers.
+    fn app(&self, request: &Request) -> Response {
+        let engine = match self.engine() {
+            Ok(engine) => engine,
+            Err(response) => return response,
+        };
+        let port = match engine.app_port() {
+            Ok(port) => port,
+            Err(why) => return Response::error(503, why),
+        };
+        match proxy::forward(request, port) {
+            // The workload's Content-Type, if any, replaces the JSON default.
+            Ok(upstream) => Response {
+                status: upstream.status,
+                headers: upstream.headers,
+                body: upstream.body,
+            },
+            Err(e) => Response::error(e.status(), e.to_string()),
+        }
     }
 
     fn health(&self) -> Response {
@@ -50,6 +178,7 @@ impl AgentApi {
                 "uptime_secs": self.started.elapsed().as_secs(),
                 "sealed": self.measured.log().is_sealed(),
                 "tsm": tsm,
+                "tls": self.tls.as_ref().map(AgentTls::status),
             }),
         )
     }
@@ -107,23 +236,37 @@ pub fn parse_nonce(param: Option<&str>) -> Result<Vec<u8>, String> {
 impl Handler for AgentApi {
     fn handle(&self, request: &Request) -> Response {
         let path = request.path.as_str();
-        if path != "/health" && path != "/attestation" {
-            return Response::error(
-                404,
-                format!("no endpoint {path:?}; available: GET /health, GET /attestation?nonce=HEX"),
-            );
+        if proxy::upstream_path(path).is_some() {
+            return self.app(request);
         }
-        if request.method != "GET" {
+        let (method, route) = match path {
+            "/health" => ("GET", Route::Health),
+            "/attestation" => ("GET", Route::Attestation),
+            "/deploy" => ("POST", Route::Deploy),
+            "/deployments" => ("GET", Route::Deployments),
+            _ => match path.strip_prefix("/status/") {
+                Some(id) => ("GET", Route::Status(id)),
+                None => {
+                    return Response::error(
+                        404,
+                        format!("no endpoint {path:?}; available: {ENDPOINTS}"),
+                    )
+                }
+            },
+        };
+        if request.method != method {
             return Response::error(
                 405,
-                format!("{path} does not accept {}; use GET", request.method),
+                format!("{path} does not accept {}; use {method}", request.method),
             )
-            .with_header("Allow", "GET");
+            .with_header("Allow", method);
         }
-        if path == "/health" {
-            self.health()
-        } else {
-            self.attestation(request)
+        match route {
+            Route::Health => self.health(),
+            Route::Attestation => self.attestation(request),
+            Route::Deploy => self.deploy(request),
+            Route::Status(id) => self.status(id),
+            Route::Deployments => self.deployments(),
         }
     }
 }

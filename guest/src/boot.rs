@@ -8,8 +8,10 @@
 //!  5. pick the TSM backend and measure the config into RTMR3 (`config`);
 //!  6. bring up loopback and eth0 from the now-measured config (static, or
 //!     a DHCP lease: network input, not measured);
-//!  7. start the image's services and watch the power button;
-//!  8. start the agent API;
+//!  7. issue the agent's TLS certificate (RA-TLS: its quote covers the
+//!     measured config), start the image's services and watch the power
+//!     button;
+//!  8. start the agent API over TLS;
 //!  9. record `ready` and check that RTMR3 replays from the log.
 //!
 //! Then the main loop waits for signals: SIGCHLD reaps, SIGTERM/SIGINT/SIGPWR
@@ -46,6 +48,7 @@ use crate::root::FsRoot;
 use crate::say;
 use crate::signals::{Request, Signals};
 use crate::supervisor::{self, Backoff, ServiceListError, Supervisor};
+use crate::tls::{AgentTls, CertPolicy, TlsError};
 use crate::tsm::{self, Backend, Selection, TsmError};
 
 /// Marker file of an unsealed development image: a fatal error opens a
@@ -125,6 +128,9 @@ pub enum BootError {
     /// Reading the service list.
     #[error("cannot read {list}: {0}", list = supervisor::SERVICE_LIST)]
     ServiceList(std::io::Error),
+    /// The agent's TLS certificate or configuration.
+    #[error("agent TLS: {0}")]
+    Tls(#[from] TlsError),
     /// Binding the agent port.
     #[error("agent API on {addr}: {source}")]
     Listen {
@@ -205,6 +211,8 @@ fn boot(
     }
 
     let services = read_services(root)?;
+    let tls = AgentTls::start(measured.clone(), CertPolicy::default())?;
+    say!("agent TLS: {}", tls.status().detail);
     let addr = options.listen.unwrap_or_else(|| {
         let ip = if pid1 {
             Ipv4Addr::UNSPECIFIED
@@ -227,7 +235,9 @@ fn boot(
         power::watch_buttons(buttons, power::request_shutdown);
     }
     // From here on a failure must not leave the services behind.
-    let up = serve_and_declare_ready(listener, bound, &measured, started);
+    let deploy = crate::deploy::for_boot(pid1, root, config.clone(), measured.clone())
+        .map_err(|e| e.to_string());
+    let up = serve_and_declare_ready(listener, bound, &measured, &tls, deploy, started);
     if let Err(e) = up {
         supervisor.stop_all(STOP_GRACE);
         return Err(e);
@@ -235,18 +245,28 @@ fn boot(
     Ok(supervisor)
 }
 
-/// Start the agent API, then record `ready` and check RTMR3 against the log.
+/// Start the agent API over TLS, then record `ready` and check RTMR3
+/// against the log.
 fn serve_and_declare_ready(
     listener: TcpListener,
     addr: SocketAddr,
     measured: &Arc<MeasuredLog>,
+    tls: &AgentTls,
+    deploy: Result<crate::deploy::DeployEngine, String>,
     started: Instant,
 ) -> Result<(), BootError> {
-    let api = AgentApi::new(measured.clone(), started);
-    http::serve(listener, Limits::default(), Arc::new(api))
+    let api = AgentApi::new(measured.clone(), started)
+        .with_deploy(deploy)
+        .with_tls(tls.clone());
+    // POST /deploy may carry an inline bundle (up to 4 MiB, base64).
+    let limits = Limits {
+        max_body: easyenclave::deploy::MAX_REQUEST_BYTES,
+        ..Limits::default()
+    };
+    http::serve(listener, limits, tls.server_config(), Arc::new(api))
         .map_err(|source| BootError::Listen { addr, source })?;
     say!(
-        "agent listening on http://{addr} ({} ms after ee-init start)",
+        "agent listening on https://{addr} ({} ms after ee-init start)",
         started.elapsed().as_millis()
     );
     measure(measured, Event::Ready {}, "ready")?;
@@ -406,7 +426,11 @@ fn main_loop(signals: &Signals, supervisor: &mut Supervisor) {
             match request {
                 Request::Reap => {
                     for reaped in supervisor.reap(Instant::now()) {
-                        if reaped.service.is_none() {
+                        // A deploy thread's docker command: its status goes
+                        // back to that thread instead.
+                        if reaped.service.is_none()
+                            && !crate::deploy::command::deliver_exit(reaped.pid, reaped.exit)
+                        {
                             say!("reaped orphan pid {} ({:?})", reaped.pid, reaped.exit);
                         }
                     }

@@ -1,18 +1,24 @@
-//! A small HTTP/1.1 server on std::net for the agent API.
+//! A small HTTPS (HTTP/1.1 over TLS) server on std::net for the agent API.
 //!
 //! Deliberately minimal: one request per connection (`Connection: close`),
 //! no chunked bodies, hard caps on the request line, the header section, the
-//! header count and the body, a per-read timeout and a deadline for the whole
-//! request. Each connection gets its own thread, and at most
-//! [`Limits::max_connections`] exist at once; beyond that a connection is
-//! answered 503 immediately. PID1's main loop never touches a client socket,
-//! so a slow or stuck client cannot delay reaping or shutdown.
+//! header count and the body, a per-read timeout and one deadline for the TLS
+//! handshake and the request together. Each connection gets its own thread,
+//! which also runs the handshake, and at most [`Limits::max_connections`]
+//! exist at once; beyond that a connection is closed immediately. PID1's main
+//! loop never touches a client socket, so a slow or stuck client cannot
+//! delay reaping or shutdown. The TLS configuration (certificate, versions)
+//! comes from [`crate::tls`]; request parsing is generic over
+//! [`BufRead`] + [`Write`].
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::fmt;
+use std::io::{self, BufRead, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 use crate::say;
 
@@ -29,9 +35,10 @@ pub struct Limits {
     pub max_body: usize,
     /// Timeout for each read and write on the socket.
     pub io_timeout: Duration,
-    /// The whole request must arrive within this time (408 after).
+    /// The TLS handshake and the whole request must arrive within this time
+    /// (408 after, or the connection is closed if the handshake is not done).
     pub request_deadline: Duration,
-    /// Most connections served at once (503 beyond).
+    /// Most connections served at once (closed at once beyond).
     pub max_connections: usize,
 }
 
@@ -80,9 +87,10 @@ impl Request {
 pub struct Response {
     /// Status code.
     pub status: u16,
-    /// Extra header fields (besides Content-Type, Content-Length, Connection).
+    /// Extra header fields (besides Content-Length, Connection and
+    /// Cache-Control); a `Content-Type` here replaces the JSON default.
     pub headers: Vec<(&'static str, String)>,
-    /// JSON body.
+    /// The body: JSON, or what `Content-Type` says (a proxied answer).
     pub body: Vec<u8>,
 }
 
@@ -114,13 +122,19 @@ impl Response {
 
     /// Serialize status line, headers and body.
     pub fn to_bytes(&self) -> Vec<u8> {
+        let is_type = |name: &str| name.eq_ignore_ascii_case("content-type");
+        let content_type = self
+            .headers
+            .iter()
+            .find(|(name, _)| is_type(name))
+            .map_or("application/json", |(_, value)| value.as_str());
         let mut head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n",
+            "HTTP/1.1 {} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n",
             self.status,
             reason_phrase(self.status),
             self.body.len()
         );
-        for (name, value) in &self.headers {
+        for (name, value) in self.headers.iter().filter(|(name, _)| !is_type(name)) {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
         head.push_str("\r\n");
@@ -134,16 +148,27 @@ impl Response {
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        409 => "Conflict",
         413 => "Content Too Large",
         414 => "URI Too Long",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
         _ => "Unknown",
     }
@@ -379,23 +404,70 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: &Request) -> Response;
 }
 
-/// Reads from a socket while enforcing a deadline for the whole request: each
-/// read's timeout is the smaller of the per-read timeout and the time left.
-struct DeadlineReader<'a> {
+/// Read one request from `stream` and write the answer: the handler's
+/// response, or the error status of a malformed request. Nothing is written
+/// when the peer left before sending a request. Generic over the transport:
+/// the TLS stream when serving, an in-memory buffer in tests.
+pub fn answer<S: BufRead + Write>(
+    stream: &mut S,
+    limits: &Limits,
+    handler: &dyn Handler,
+) -> io::Result<()> {
+    let response = match read_request(stream, limits) {
+        Ok(request) => handler.handle(&request),
+        Err(e) => match e.status() {
+            Some(status) => Response::error(status, e.to_string()),
+            None => return Ok(()),
+        },
+    };
+    stream.write_all(&response.to_bytes())?;
+    stream.flush()
+}
+
+/// The socket with a deadline on everything read from it: each read's
+/// timeout is the smaller of the per-read timeout and the time left, so the
+/// TLS handshake and the request together must arrive within
+/// [`Limits::request_deadline`]. Writes keep the socket's per-write timeout.
+struct DeadlineStream<'a> {
     stream: &'a TcpStream,
     deadline: Instant,
     io_timeout: Duration,
 }
 
-impl Read for DeadlineReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl DeadlineStream<'_> {
+    /// Set the read timeout for the next read, or fail once the deadline passed.
+    fn arm(&self) -> io::Result<()> {
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
         }
         self.stream
-            .set_read_timeout(Some(left.min(self.io_timeout)))?;
+            .set_read_timeout(Some(left.min(self.io_timeout)))
+    }
+
+    /// The first byte the client sent, without consuming it; `None` if it
+    /// closed without sending anything.
+    fn peek_first_byte(&self) -> io::Result<Option<u8>> {
+        self.arm()?;
+        let mut byte = [0u8; 1];
+        Ok((self.stream.peek(&mut byte)? == 1).then_some(byte[0]))
+    }
+}
+
+impl Read for DeadlineStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm()?;
         (&*self.stream).read(buf)
+    }
+}
+
+impl Write for DeadlineStream<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.stream).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -408,18 +480,89 @@ impl Drop for Slot {
     }
 }
 
-/// Serve `listener` from a background accept thread. Returns once the thread
-/// runs; the thread lives as long as the process.
-pub fn serve(listener: TcpListener, limits: Limits, handler: Arc<dyn Handler>) -> io::Result<()> {
-    let live = Arc::new(AtomicUsize::new(0));
+/// Connections that were not served (failed handshakes, plain HTTP, the
+/// connection cap) are ordinary noise on an open port, so they are printed
+/// at most once per interval, with a count of the ones not printed.
+struct FailureLog {
+    interval: Duration,
+    state: Mutex<FailureLogState>,
+}
+
+#[derive(Default)]
+struct FailureLogState {
+    last_printed: Option<Instant>,
+    unprinted: u64,
+}
+
+impl FailureLog {
+    fn new(interval: Duration) -> Self {
+        FailureLog {
+            interval,
+            state: Mutex::new(FailureLogState::default()),
+        }
+    }
+
+    /// Count a failure at `now`; `Some(n)` when it is to be printed, `n`
+    /// being the failures not printed since the last printed one.
+    fn note(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state
+            .last_printed
+            .is_some_and(|at| now.saturating_duration_since(at) < self.interval)
+        {
+            state.unprinted += 1;
+            return None;
+        }
+        state.last_printed = Some(now);
+        Some(std::mem::take(&mut state.unprinted))
+    }
+
+    fn record(&self, peer: SocketAddr, what: fmt::Arguments<'_>) {
+        match self.note(Instant::now()) {
+            Some(0) => say!("https: {peer}: {what}"),
+            Some(more) => say!("https: {peer}: {what} ({more} more not shown)"),
+            None => {}
+        }
+    }
+}
+
+/// How long to stay quiet after printing a failed connection.
+const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// First byte of a TLS record carrying a handshake message (ClientHello).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// What every connection thread shares.
+struct Server {
+    limits: Limits,
+    tls: Arc<ServerConfig>,
+    handler: Arc<dyn Handler>,
+    live: Arc<AtomicUsize>,
+    failures: FailureLog,
+}
+
+/// Serve `listener` over TLS with `tls` from a background accept thread.
+/// Returns once the thread runs; the thread lives as long as the process.
+pub fn serve(
+    listener: TcpListener,
+    limits: Limits,
+    tls: Arc<ServerConfig>,
+    handler: Arc<dyn Handler>,
+) -> io::Result<()> {
+    let server = Arc::new(Server {
+        limits,
+        tls,
+        handler,
+        live: Arc::new(AtomicUsize::new(0)),
+        failures: FailureLog::new(FAILURE_LOG_INTERVAL),
+    });
     std::thread::Builder::new()
         .name("http-accept".into())
         .spawn(move || loop {
             match listener.accept() {
-                Ok((stream, peer)) => admit(stream, peer, &limits, &handler, &live),
+                Ok((stream, peer)) => admit(stream, peer, &server),
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    say!("http: accept failed: {e}");
+                    say!("https: accept failed: {e}");
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }
@@ -427,61 +570,125 @@ pub fn serve(listener: TcpListener, limits: Limits, handler: Arc<dyn Handler>) -
     Ok(())
 }
 
-fn admit(
-    stream: TcpStream,
-    peer: SocketAddr,
-    limits: &Limits,
-    handler: &Arc<dyn Handler>,
-    live: &Arc<AtomicUsize>,
-) {
-    if live.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
-        live.fetch_sub(1, Ordering::SeqCst);
-        reject(&stream, limits, "too many connections; retry later");
+/// Hand the connection to its own thread, or close it at once when all
+/// slots are taken. A 503 is not possible there: answering over TLS needs a
+/// handshake, which is exactly the work (and the thread) the cap withholds.
+fn admit(stream: TcpStream, peer: SocketAddr, server: &Arc<Server>) {
+    let max = server.limits.max_connections;
+    if server.live.fetch_add(1, Ordering::SeqCst) >= max {
+        server.live.fetch_sub(1, Ordering::SeqCst);
+        let _ = stream.shutdown(Shutdown::Both);
+        server.failures.record(
+            peer,
+            format_args!("closed: all {max} connection slots are busy"),
+        );
         return;
     }
-    let slot = Slot(live.clone());
-    let (limits_for_thread, handler) = (limits.clone(), handler.clone());
+    let slot = Slot(server.live.clone());
+    let server_for_thread = server.clone();
     let spawned = std::thread::Builder::new()
         .name("http-conn".into())
         .spawn(move || {
             let _slot = slot;
-            serve_connection(&stream, &limits_for_thread, handler.as_ref());
+            serve_connection(&stream, peer, &server_for_thread);
         });
     if let Err(e) = spawned {
         // The closure (with the stream and the slot) was dropped: the slot
         // is released and the client sees the connection close.
-        say!("http: cannot start a thread for {peer}: {e}");
+        say!("https: cannot start a thread for {peer}: {e}");
     }
 }
 
-/// Answer 503 without reading: a tiny write into an empty socket buffer.
-fn reject(stream: &TcpStream, limits: &Limits, why: &str) {
-    let _ = stream.set_write_timeout(Some(limits.io_timeout.min(Duration::from_secs(1))));
-    let _ = (&*stream).write_all(&Response::error(503, why).to_bytes());
-    let _ = stream.shutdown(Shutdown::Both);
+/// One connection: TLS handshake, one request, one response, close. The
+/// handshake happens here, in the connection's own thread and under the
+/// request deadline, so a client that stalls in it holds only its own slot.
+fn serve_connection(stream: &TcpStream, peer: SocketAddr, server: &Server) {
+    let limits = &server.limits;
+    let _ = stream.set_write_timeout(Some(limits.io_timeout));
+    let transport = DeadlineStream {
+        stream,
+        deadline: Instant::now() + limits.request_deadline,
+        io_timeout: limits.io_timeout,
+    };
+    match transport.peek_first_byte() {
+        Ok(Some(TLS_HANDSHAKE_RECORD)) => {}
+        Ok(Some(byte)) if byte.is_ascii_alphabetic() => {
+            // Someone spoke plain HTTP: tell them in words rather than
+            // with a TLS alert they cannot read.
+            let refusal = Response::error(
+                400,
+                "this agent speaks HTTPS only (RA-TLS); plain HTTP is not served",
+            );
+            let _ = (&*stream).write_all(&refusal.to_bytes());
+            finish(stream);
+            server
+                .failures
+                .record(peer, format_args!("plain HTTP request refused"));
+            return;
+        }
+        // Anything else goes to rustls, which refuses it with an alert.
+        Ok(Some(_)) => {}
+        Ok(None) => return,
+        Err(e) => {
+            let why = describe_io(&e);
+            server
+                .failures
+                .record(peer, format_args!("no TLS handshake: {why}"));
+            return;
+        }
+    }
+    let connection = match ServerConnection::new(server.tls.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            say!("https: {peer}: cannot start a TLS session: {e}");
+            return;
+        }
+    };
+    let mut tls = StreamOwned::new(connection, transport);
+    if let Err(e) = handshake(&mut tls) {
+        let why = describe_io(&e);
+        server
+            .failures
+            .record(peer, format_args!("TLS handshake failed: {why}"));
+        return;
+    }
+    if answer(&mut tls, limits, server.handler.as_ref()).is_ok() {
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    }
+    finish(stream);
 }
 
-fn serve_connection(stream: &TcpStream, limits: &Limits, handler: &dyn Handler) {
-    let _ = stream.set_write_timeout(Some(limits.io_timeout));
-    let deadline = Instant::now() + limits.request_deadline;
-    let mut reader = BufReader::new(DeadlineReader {
-        stream,
-        deadline,
-        io_timeout: limits.io_timeout,
-    });
-    let response = match read_request(&mut reader, limits) {
-        Ok(request) => handler.handle(&request),
-        Err(e) => match e.status() {
-            Some(status) => Response::error(status, e.to_string()),
-            None => return,
-        },
-    };
-    let _ = (&*stream).write_all(&response.to_bytes());
-    // Half-close and drain briefly, so unread request bytes do not turn the
-    // close into a reset that destroys the response in flight.
+/// Run the TLS handshake to its end. `complete_io` returns early after a
+/// read timeout that followed some progress, hence the loop; each round
+/// either progresses or fails, since every read is bounded by the deadline.
+fn handshake<T: Read + Write>(tls: &mut StreamOwned<ServerConnection, T>) -> io::Result<()> {
+    while tls.conn.is_handshaking() {
+        if tls.conn.complete_io(&mut tls.sock)? == (0, 0) {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the handshake stopped making progress",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Half-close and drain briefly, so unread client bytes do not turn the
+/// close into a reset that destroys the response in flight.
+fn finish(stream: &TcpStream) {
     let _ = stream.shutdown(Shutdown::Write);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
     let _ = io::copy(&mut stream.take(64 * 1024), &mut io::sink());
+}
+
+/// A socket error in words: a read timeout surfaces as EAGAIN.
+fn describe_io(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "timed out".into(),
+        io::ErrorKind::UnexpectedEof => "the client closed the connection".into(),
+        _ => e.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -631,6 +838,76 @@ mod tests {
     fn empty_connection_is_closed_without_answer() {
         assert!(matches!(parse(b""), Err(RequestError::Closed)));
         assert_eq!(status_of(b""), None);
+    }
+
+    /// An in-memory connection: the request to read, the bytes written back.
+    struct Duplex {
+        input: io::Cursor<Vec<u8>>,
+        output: Vec<u8>,
+    }
+
+    impl Read for Duplex {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+
+    impl BufRead for Duplex {
+        fn fill_buf(&mut self) -> io::Result<&[u8]> {
+            self.input.fill_buf()
+        }
+        fn consume(&mut self, amount: usize) {
+            self.input.consume(amount);
+        }
+    }
+
+    impl Write for Duplex {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.output.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct Path;
+
+    impl Handler for Path {
+        fn handle(&self, request: &Request) -> Response {
+            Response::json(200, &request.path)
+        }
+    }
+
+    fn answered(raw: &[u8]) -> String {
+        let mut conn = Duplex {
+            input: io::Cursor::new(raw.to_vec()),
+            output: Vec::new(),
+        };
+        answer(&mut conn, &Limits::default(), &Path).unwrap();
+        String::from_utf8(conn.output).unwrap()
+    }
+
+    #[test]
+    fn answer_works_on_any_transport() {
+        let ok = answered(b"GET /here HTTP/1.1\r\n\r\n");
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(ok.ends_with("\r\n\r\n\"/here\"\n"), "{ok}");
+        let bad = answered(b"GET / HTTP/3\r\n\r\n");
+        assert!(bad.starts_with("HTTP/1.1 505 "), "{bad}");
+        // A peer that sent nothing gets nothing.
+        assert_eq!(answered(b""), "");
+    }
+
+    #[test]
+    fn failure_log_prints_once_per_interval_and_counts_the_rest() {
+        let log = FailureLog::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(log.note(t0), Some(0));
+        assert_eq!(log.note(t0 + Duration::from_secs(1)), None);
+        assert_eq!(log.note(t0 + Duration::from_secs(9)), None);
+        assert_eq!(log.note(t0 + Duration::from_secs(10)), Some(2));
+        assert_eq!(log.note(t0 + Duration::from_secs(11)), None);
+        assert_eq!(log.note(t0 + Duration::from_secs(30)), Some(1));
     }
 
     #[test]

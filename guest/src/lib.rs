@@ -16,6 +16,7 @@ pub mod console;
 
 pub mod api;
 pub mod boot;
+pub mod deploy;
 pub mod dhcp;
 pub mod http;
 pub mod launch;
@@ -28,4 +29,5 @@ pub mod root;
 pub mod signals;
 pub mod spawn;
 pub mod supervisor;
+pub mod tls;
 pub mod tsm;

@@ -2,13 +2,16 @@
 //! ee-init, packs it as `/init` of an initramfs with the guest modules of
 //! Debian's cloud kernel (the cache `scripts/install-deps` fills), boots it
 //! with `qemu-system-x86_64 -accel tcg -smp 1`, passes the launch config over
-//! fw_cfg and talks to the agent API through a forwarded port.
+//! fw_cfg and talks to the agent API over HTTPS through a forwarded port.
 //!
-//! - a `sim` build: `/health` answers, `/attestation` quotes verify with the
-//!   simulated root, bind the nonce, and their event log replays to RTMR3;
+//! - a `sim` build: the agent's TLS certificate carries a quote that
+//!   verifies with the simulated root and binds the certificate's key, from
+//!   the same TD as the `/attestation` quotes; `/health` answers,
+//!   `/attestation` quotes verify with the simulated root, bind the nonce,
+//!   and their event log replays to RTMR3;
 //! - a release-shaped build: no TDX provider under TCG, and both endpoints
-//!   say so; a service that keeps crashing is reaped and restarted while the
-//!   agent keeps answering;
+//!   say so, over TLS with a certificate that has no quote; a service that
+//!   keeps crashing is reaped and restarted while the agent keeps answering;
 //! - the `dhcp` network mode: a lease from QEMU's built-in DHCP server,
 //!   applied to eth0 (the agent answers through the forwarded port);
 //! - an invalid launch config: the VM powers itself off, naming the field.
@@ -21,9 +24,11 @@
 //! (`<target>/ee-init-boot`), so the build does not wait for the lock that
 //! the running `cargo test` holds on the main one.
 
+#[allow(dead_code)]
+mod support;
+
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,6 +38,7 @@ use easyenclave::attestation::{report_data, ChallengeStatement};
 use easyenclave::collateral::Collateral;
 use easyenclave::eventlog::{Event, EventLog};
 use easyenclave::launch::LaunchConfig;
+use easyenclave::ratls::{CertEvidence, RaTlsError};
 use easyenclave::sim::pki::SimPki;
 use easyenclave::sim::DEV_SEED;
 use easyenclave::verify::{Policy, TrustRoot, Verifier};
@@ -42,14 +48,13 @@ use ee_image::vm::{
     free_local_port, kernel_cache_dir, GuestKernel, PortForward, RunningVm, VmSpec,
 };
 use serde_json::Value;
+use support::tls_client;
 
 /// The agent port in the guest (the launch config's default).
 const AGENT_PORT: u16 = 8443;
 /// Generous: a boot takes 5-8 s under TCG on a 2-core machine, several
 /// times that when other builds load it.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
-/// A simulated quote under TCG takes well under a second; allow for load.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Build the static ee-init (once per test process per variant).
 fn ee_init_binary(variant: EeInitVariant) -> PathBuf {
@@ -142,24 +147,22 @@ impl Guest {
         self.vm.serial().unwrap()
     }
 
-    /// `GET target` through the forwarded port: status and JSON body.
-    fn get(&self, target: &str) -> (u16, Value) {
-        let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).unwrap();
-        stream.set_read_timeout(Some(HTTP_TIMEOUT)).unwrap();
-        write!(stream, "GET {target} HTTP/1.1\r\nHost: guest\r\n\r\n").unwrap();
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
+    /// `GET target` over HTTPS through the forwarded port: status, JSON
+    /// body and the certificate the agent presented. (The client's reads
+    /// time out after 30 s: a simulated quote under TCG takes well under a
+    /// second.)
+    fn get_with_cert(&self, target: &str) -> (u16, Value, Vec<u8>) {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let request = format!("GET {target} HTTP/1.1\r\nHost: guest\r\n\r\n");
+        let answer = tls_client::try_exchange(addr, request.as_bytes())
             .unwrap_or_else(|e| panic!("GET {target}: {e}\n{}", self.serial()));
-        let (head, body) = response
-            .split_once("\r\n\r\n")
-            .unwrap_or_else(|| panic!("GET {target}: no HTTP response: {response:?}"));
-        let status = head
-            .get(9..12)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("GET {target}: bad status line: {head:?}"));
-        let body = serde_json::from_str(body)
-            .unwrap_or_else(|e| panic!("GET {target}: body is not JSON ({e}): {body:?}"));
+        let body = answer.json();
+        (answer.status, body, answer.cert_der)
+    }
+
+    /// `GET target` over HTTPS: status and JSON body.
+    fn get(&self, target: &str) -> (u16, Value) {
+        let (status, body, _) = self.get_with_cert(target);
         (status, body)
     }
 }
@@ -302,15 +305,29 @@ fn sim_build_boots_serves_health_and_verifiable_quotes() {
     let to_listening = guest.wait_for("agent listening on ");
     let to_ready = guest.wait_for("ready: 2 events in the RTMR3 log");
 
-    let (status, health) = guest.get("/health");
+    let (status, health, cert) = guest.get_with_cert("/health");
     assert_eq!(status, 200, "{health}");
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["tsm"]["backend"], "sim", "{health}");
     assert_eq!(health["tsm"]["quotes"], true, "{health}");
 
+    // RA-TLS: the served certificate's quote verifies with the sim root
+    // and binds the certificate's key.
+    let (_, cert_quote) = tls_client::verify_with_sim_root(&cert);
+
     let quote_a = attest(&guest, b"nonce A: boot test", &config);
     let quote_b = attest(&guest, b"nonce B: boot test", &config);
     assert_ne!(quote_a, quote_b, "a second nonce gives a different quote");
+    // The certificate's quote comes from the same TD: same launch-time
+    // registers as the /attestation quote.
+    let challenge = easyenclave::quote::Quote::parse(&quote_a).unwrap();
+    let challenge = challenge.body().td10();
+    let cert_td = &cert_quote.measurements;
+    assert_eq!(cert_td.mr_td, challenge.mr_td);
+    assert_eq!(
+        [cert_td.rtmr0, cert_td.rtmr1, cert_td.rtmr2],
+        [challenge.rtmr0, challenge.rtmr1, challenge.rtmr2]
+    );
 
     let serial = guest.serial();
     let lines = console_lines(&serial);
@@ -335,6 +352,10 @@ fn sim_build_boots_serves_health_and_verifiable_quotes() {
         "{serial}"
     );
     assert!(has("using the simulated TD"), "{serial}");
+    assert!(
+        has("agent TLS: RA-TLS: the certificate carries a sim quote binding its key"),
+        "{serial}"
+    );
     for (ms, message) in &lines {
         eprintln!("  [{ms:>6} ms] {message}");
     }
@@ -367,8 +388,13 @@ fn release_build_without_tdx_says_so_and_survives_a_crashing_service() {
     guest.wait_for("service crasher (pid ");
     guest.wait_for("exited with status 2; restarting in 1000 ms");
 
-    let (status, health) = guest.get("/health");
+    let (status, health, cert) = guest.get_with_cert("/health");
     assert_eq!(status, 200, "{health}");
+    assert_eq!(
+        CertEvidence::from_cert_der(&cert).unwrap_err(),
+        RaTlsError::MissingQuoteExtension,
+        "without TDX the certificate has no quote"
+    );
     assert_eq!(health["status"], "degraded", "{health}");
     assert_eq!(health["tsm"]["backend"], "none", "{health}");
     assert_eq!(health["tsm"]["quotes"], false, "{health}");
@@ -382,6 +408,10 @@ fn release_build_without_tdx_says_so_and_survives_a_crashing_service() {
 
     let serial = guest.serial();
     assert!(serial.contains("config event NOT measured"), "{serial}");
+    assert!(
+        serial.contains("agent TLS: self-signed certificate without a quote"),
+        "{serial}"
+    );
     assert!(
         serial.matches("started service crasher (pid ").count() >= 2,
         "{serial}"

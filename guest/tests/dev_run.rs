@@ -1,11 +1,12 @@
 //! The ee-init binary end to end in `--dev-run` mode: boot sequence, agent
-//! API and shutdown, against the FUSE emulation of the TDX interfaces.
+//! API over RA-TLS and shutdown, against the FUSE emulation of the TDX
+//! interfaces.
 
 #[allow(dead_code)]
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -15,10 +16,12 @@ use base64::Engine as _;
 use easyenclave::attestation::{report_data, ChallengeStatement};
 use easyenclave::eventlog::{Event, EventLog};
 use easyenclave::quote::Quote;
+use easyenclave::ratls::{CertEvidence, RaTlsError};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 use support::fake_tdx::FakeTdx;
+use support::tls_client;
 
 const CONFIG: &str = r#"{"version":1,"repo":"octo/app","endpoint":"app.example.com:443","network":{"mode":"static","address":"10.0.2.15/24","gateway":"10.0.2.2","dns":["10.0.2.3"]}}"#;
 
@@ -30,7 +33,7 @@ struct Guest {
 }
 
 impl Guest {
-    /// Start ee-init and wait for "agent listening on http://ADDR".
+    /// Start ee-init and wait for "agent listening on https://ADDR".
     fn start(root: &Path, config: &str, extra: &[&str]) -> Guest {
         let config_path = root.join("launch.json");
         std::fs::write(&config_path, config).unwrap();
@@ -59,9 +62,9 @@ impl Guest {
             lines,
             seen: Vec::new(),
         };
-        let line = guest.wait_for("agent listening on http://");
+        let line = guest.wait_for("agent listening on https://");
         let addr = line
-            .split("http://")
+            .split("https://")
             .nth(1)
             .unwrap()
             .split(' ')
@@ -88,17 +91,15 @@ impl Guest {
         );
     }
 
+    /// `METHOD target` over HTTPS: status and JSON body.
     fn request(&self, method: &str, target: &str) -> (u16, Value) {
-        let mut stream = TcpStream::connect(self.addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        write!(stream, "{method} {target} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap();
-        let status = head.get(9..12).unwrap().parse().unwrap();
-        (status, serde_json::from_str(body).unwrap())
+        let answer = tls_client::request(self.addr, method, target);
+        (answer.status, answer.json())
+    }
+
+    /// The certificate the agent serves now.
+    fn served_cert(&self) -> Vec<u8> {
+        tls_client::request(self.addr, "GET", "/health").cert_der
     }
 
     /// SIGTERM, then the exit status.
@@ -160,12 +161,26 @@ fn boots_attests_and_shuts_down() {
     let mut guest = Guest::start(fake.root(), CONFIG, &[]);
     guest.wait_for("ready: 2 events in the RTMR3 log");
 
+    // RA-TLS: the certificate's quote (from the emulated quote provider,
+    // structural only) binds the served key, and was taken after the config
+    // event was measured: its RTMR3 replays from [config].
+    let evidence = tls_client::check_binding(&guest.served_cert());
+    let cert_quote = Quote::parse(&evidence.quote).unwrap();
+    let mut config_only = EventLog::new();
+    config_only
+        .push(Event::Config {
+            config: easyenclave::launch::LaunchConfig::parse(CONFIG.as_bytes()).unwrap(),
+        })
+        .unwrap();
+    assert_eq!(cert_quote.body().td10().rtmr3, config_only.replay());
+
     let (status, health) = guest.request("GET", "/health");
     assert_eq!(status, 200);
     assert_eq!(health["status"], "ok");
     assert_eq!(health["tsm"]["backend"], "configfs-tsm");
     assert_eq!(health["sealed"], false);
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(health["tls"]["attested"], true, "{health}");
 
     let (body, log) = attest(&guest, "deadbeef");
     assert_eq!(
@@ -203,11 +218,17 @@ fn boots_attests_and_shuts_down() {
 fn without_tdx_the_agent_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let guest = Guest::start(dir.path(), CONFIG, &["--tsm", "none"]);
+    // TLS still works, with a certificate an RA-TLS client refuses.
+    assert_eq!(
+        CertEvidence::from_cert_der(&guest.served_cert()).unwrap_err(),
+        RaTlsError::MissingQuoteExtension
+    );
     let (status, health) = guest.request("GET", "/health");
     assert_eq!(status, 200);
     assert_eq!(health["status"], "degraded");
     assert_eq!(health["tsm"]["backend"], "none");
     assert_eq!(health["tsm"]["quotes"], false);
+    assert_eq!(health["tls"]["attested"], false, "{health}");
     assert!(
         health["tsm"]["detail"]
             .as_str()
@@ -230,6 +251,12 @@ fn without_tdx_the_agent_says_so() {
         lines
             .iter()
             .any(|l| l.contains("config event NOT measured")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("agent TLS: self-signed certificate without a quote")),
         "{lines:?}"
     );
 }
@@ -276,6 +303,7 @@ fn refuses_to_run_outside_pid1_without_dev_run() {
 fn sim_build_attests_with_the_simulated_td() {
     let dir = tempfile::tempdir().unwrap();
     let guest = Guest::start(dir.path(), CONFIG, &["--tsm", "sim"]);
+    tls_client::verify_with_sim_root(&guest.served_cert());
     let (_, health) = guest.request("GET", "/health");
     assert_eq!(health["tsm"]["backend"], "sim");
     assert!(

@@ -1,12 +1,25 @@
-//! The HTTP server's resource limits over real sockets: stuck or slow
-//! clients time out and cannot starve other clients beyond the slot cap.
+//! The agent's HTTPS server over real sockets: every request goes over TLS
+//! 1.3 with the agent's own certificate; stuck, slow, plain-HTTP and
+//! TLS-1.2 clients fail cleanly and cannot starve other clients beyond the
+//! slot cap; the certificate is RA-TLS (its quote verifies with the
+//! simulated root and binds its key), is renewed with a fresh key before it
+//! expires, and falls back to a quote-less certificate that clients refuse
+//! when there is no quote to be had.
+
+#[allow(dead_code)]
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use easyenclave::ratls::{CertEvidence, RaTlsError};
 use ee_init::http::{serve, Handler, Limits, Request, Response};
+use ee_init::measured::MeasuredLog;
+use ee_init::tls::{AgentTls, CertPolicy};
+use ee_init::tsm::NoTsm;
+use support::tls_client::{connect_with, exchange, request, try_exchange};
 
 struct Echo;
 
@@ -19,11 +32,21 @@ impl Handler for Echo {
     }
 }
 
-fn start(limits: Limits) -> SocketAddr {
+/// TLS without a TDX provider: a self-signed certificate without a quote.
+fn unattested() -> AgentTls {
+    let measured = Arc::new(MeasuredLog::new(Box::new(NoTsm::new("test without TDX"))));
+    AgentTls::start(measured, CertPolicy::default()).unwrap()
+}
+
+fn start_with(limits: Limits, tls: &AgentTls) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    serve(listener, limits, Arc::new(Echo)).unwrap();
+    serve(listener, limits, tls.server_config(), Arc::new(Echo)).unwrap();
     addr
+}
+
+fn start(limits: Limits) -> SocketAddr {
+    start_with(limits, &unattested())
 }
 
 fn tight() -> Limits {
@@ -35,97 +58,353 @@ fn tight() -> Limits {
     }
 }
 
-/// Send `raw`, read the whole response (the server closes after one).
-fn exchange(addr: SocketAddr, raw: &[u8]) -> String {
+/// A plain TCP exchange: send `raw`, read until the server closes.
+fn plain_exchange(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     stream.write_all(raw).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
     response
 }
 
-fn status(response: &str) -> u16 {
-    response
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {response:?}"))
+/// Wait until the server closes `stream` (EOF or reset) and return what it
+/// sent; panics if it is still open after `limit`.
+fn closed_within(mut stream: TcpStream, limit: Duration) -> Vec<u8> {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut received = Vec::new();
+    match stream.read_to_end(&mut received) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the server did not close the connection within {limit:?}: {e}"),
+    }
+    received
 }
 
 #[test]
-fn serves_one_request_per_connection() {
+fn serves_one_request_per_connection_over_tls_1_3() {
     let addr = start(Limits::default());
-    let response = exchange(addr, b"GET /x?y=1 HTTP/1.1\r\nHost: t\r\n\r\n");
-    assert_eq!(status(&response), 200);
-    assert!(response.contains("Connection: close\r\n"));
+    let answer = exchange(addr, b"GET /x?y=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(answer.status, 200);
     assert!(
-        response.ends_with("{\"path\":\"/x\",\"query\":\"y=1\"}\n"),
-        "{response}"
+        answer.head.contains("\r\nConnection: close"),
+        "{}",
+        answer.head
     );
+    assert_eq!(answer.body, "{\"path\":\"/x\",\"query\":\"y=1\"}\n");
+    assert_eq!(answer.alpn.as_deref(), Some(&b"http/1.1"[..]));
 }
 
 #[test]
-fn errors_are_answered_over_the_socket() {
+fn errors_are_answered_over_tls() {
     let addr = start(Limits::default());
     let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
-    let response = exchange(addr, huge.as_bytes());
-    assert_eq!(status(&response), 431, "{response}");
-    assert!(response.contains("header section larger than 16384 bytes"));
-    assert_eq!(
-        status(&exchange(addr, b"BREW /pot HTCPCP/1.0\r\n\r\n")),
-        400
+    let answer = exchange(addr, huge.as_bytes());
+    assert_eq!(answer.status, 431, "{answer:?}");
+    assert!(answer
+        .body
+        .contains("header section larger than 16384 bytes"));
+    assert_eq!(exchange(addr, b"BREW /pot HTCPCP/1.0\r\n\r\n").status, 400);
+}
+
+#[test]
+fn plain_http_gets_a_clean_refusal_and_the_server_keeps_serving() {
+    let addr = start(Limits::default());
+    let response = plain_exchange(addr, b"GET /health HTTP/1.1\r\nHost: agent\r\n\r\n");
+    let response = String::from_utf8(response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{response}"
     );
+    assert!(
+        response.contains("this agent speaks HTTPS only (RA-TLS)"),
+        "{response}"
+    );
+    // Bytes that are neither TLS nor HTTP get a TLS alert at most, never a crash.
+    let response = plain_exchange(addr, &[0x00, 0x01, 0x02, 0x03, 0xff, 0xfe, 0x0d, 0x0a]);
+    assert!(
+        response.is_empty() || response.first() == Some(&0x15),
+        "nothing or a TLS alert record: {response:?}"
+    );
+    assert_eq!(request(addr, "GET", "/after").status, 200);
+}
+
+#[test]
+fn tls_1_2_is_refused() {
+    let addr = start(Limits::default());
+    let (mut tls, _) = connect_with(addr, &[&rustls::version::TLS12]);
+    let err = tls
+        .conn
+        .complete_io(&mut tls.sock)
+        .expect_err("a TLS 1.2-only client must not get a session");
+    assert!(
+        err.to_string().contains("ProtocolVersion"),
+        "the server answers with a protocol_version alert: {err}"
+    );
+    assert_eq!(request(addr, "GET", "/after").status, 200);
+}
+
+#[test]
+fn a_stalled_handshake_does_not_block_another_client() {
+    let addr = start(Limits {
+        io_timeout: Duration::from_secs(2),
+        request_deadline: Duration::from_secs(3),
+        ..Limits::default()
+    });
+    // The start of a TLS record header, then silence.
+    let mut staller = TcpStream::connect(addr).unwrap();
+    staller.write_all(&[0x16, 0x03, 0x01]).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    assert_eq!(request(addr, "GET", "/other").status, 200);
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "served in {:?} while the other handshake stalls",
+        t.elapsed()
+    );
+    // The staller is dropped, unanswered, once its read times out.
+    let received = closed_within(staller, Duration::from_secs(5));
+    assert!(received.is_empty(), "{received:?}");
 }
 
 #[test]
 fn stuck_clients_time_out_and_cannot_take_more_than_the_cap() {
     let addr = start(tight());
-    // Two clients connect and send nothing: both slots taken.
-    let stuck: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    // Two clients finish the handshake and send nothing: both slots taken.
+    let stuck: Vec<_> = (0..2)
+        .map(|_| {
+            let (mut tls, _) = connect_with(addr, &[&rustls::version::TLS13]);
+            tls.conn.complete_io(&mut tls.sock).unwrap();
+            tls
+        })
+        .collect();
     std::thread::sleep(Duration::from_millis(100));
     let t = Instant::now();
-    let response = exchange(addr, b"GET / HTTP/1.1\r\n\r\n");
-    assert_eq!(status(&response), 503, "{response}");
-    assert!(response.contains("too many connections"));
+    let refused = try_exchange(addr, b"GET / HTTP/1.1\r\n\r\n");
+    assert!(
+        refused.is_err(),
+        "a third client is not served: {refused:?}"
+    );
     assert!(
         t.elapsed() < Duration::from_millis(300),
-        "the refusal is immediate"
+        "the refusal is immediate ({:?})",
+        t.elapsed()
     );
 
     // The stuck ones are answered 408 once their deadline passes...
-    for mut s in stuck {
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for mut tls in stuck {
         let mut response = String::new();
-        s.read_to_string(&mut response).unwrap();
-        assert_eq!(status(&response), 408, "{response}");
+        tls.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 408 "), "{response}");
     }
     // ...which frees their slots.
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(status(&exchange(addr, b"GET / HTTP/1.1\r\n\r\n")), 200);
+    assert_eq!(request(addr, "GET", "/").status, 200);
+}
+
+#[test]
+fn silent_connections_are_closed_after_the_read_timeout() {
+    let addr = start(tight());
+    let silent = TcpStream::connect(addr).unwrap();
+    let t = Instant::now();
+    let received = closed_within(silent, Duration::from_secs(5));
+    assert!(received.is_empty(), "{received:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "closed after {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
 fn trickling_client_hits_the_request_deadline() {
     let addr = start(tight());
-    let mut stream = TcpStream::connect(addr).unwrap();
+    let (mut tls, _) = connect_with(addr, &[&rustls::version::TLS13]);
+    tls.conn.complete_io(&mut tls.sock).unwrap();
     let t = Instant::now();
-    // One byte every 100 ms: each read is within the 300 ms I/O timeout, but
-    // the whole request never completes within the 600 ms deadline.
-    // Stop sending at 800 ms: the server answers at the deadline and keeps
-    // draining while bytes arrive, then closes cleanly once they stop.
+    // One byte every 100 ms, each in its own TLS record: each read is within
+    // the 300 ms I/O timeout, but the whole request never completes within
+    // the 600 ms deadline. Stop sending at 800 ms.
     for byte in b"GET / HTTP/1.1\r\nX-Slow: ".iter().cycle() {
-        if t.elapsed() > Duration::from_millis(800) || stream.write_all(&[*byte]).is_err() {
+        if t.elapsed() > Duration::from_millis(800) || tls.write_all(&[*byte]).is_err() {
             break;
         }
+        let _ = tls.flush();
         std::thread::sleep(Duration::from_millis(100));
     }
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
     let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
+    let _ = tls.read_to_end(&mut response);
     let response = String::from_utf8_lossy(&response);
-    assert_eq!(status(&response), 408, "{response}");
+    assert!(response.starts_with("HTTP/1.1 408 "), "{response}");
+}
+
+#[test]
+fn without_a_tdx_provider_the_certificate_carries_no_quote() {
+    let tls = unattested();
+    let status = tls.status();
+    assert!(!status.attested, "{status:?}");
+    assert!(
+        status.detail.contains("without a quote") && status.detail.contains("test without TDX"),
+        "{status:?}"
+    );
+    let addr = start_with(Limits::default(), &tls);
+    let answer = request(addr, "GET", "/health");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.cert_der, tls.current_cert_der());
+    assert_eq!(
+        CertEvidence::from_cert_der(&answer.cert_der).unwrap_err(),
+        RaTlsError::MissingQuoteExtension,
+        "an RA-TLS client refuses it"
+    );
+}
+
+#[cfg(feature = "sim")]
+mod sim {
+    use super::*;
+
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use easyenclave::attestation::ReportData;
+    use easyenclave::rtmr::Measurement;
+    use ee_init::tsm::sim::SimTsm;
+    use ee_init::tsm::{Backend, Tsm, TsmError};
+
+    use crate::support::tls_client;
+
+    fn sim_tls(policy: CertPolicy) -> AgentTls {
+        let measured = Arc::new(MeasuredLog::new(Box::new(SimTsm::dev().unwrap())));
+        AgentTls::start(measured, policy).unwrap()
+    }
+
+    #[test]
+    fn the_certificate_quote_verifies_and_binds_the_served_key() {
+        let tls = sim_tls(CertPolicy::default());
+        let status = tls.status();
+        assert!(status.attested, "{status:?}");
+        assert_eq!(status.issued, 1);
+        assert!(status.detail.contains("sim quote"), "{status:?}");
+        let addr = start_with(Limits::default(), &tls);
+        let answer = request(addr, "GET", "/health");
+        assert_eq!(answer.status, 200);
+        let (evidence, _) = tls_client::verify_with_sim_root(&answer.cert_der);
+        // 24 h, to the second (notAfter is whole seconds).
+        let lifetime = evidence
+            .not_after
+            .duration_since(std::time::SystemTime::now())
+            .unwrap();
+        assert!(
+            lifetime > Duration::from_secs(24 * 3600 - 60)
+                && lifetime <= Duration::from_secs(24 * 3600),
+            "{lifetime:?}"
+        );
+        // The next connection gets the same certificate until renewal.
+        assert_eq!(request(addr, "GET", "/").cert_der, answer.cert_der);
+    }
+
+    #[test]
+    fn the_certificate_is_renewed_with_a_fresh_key_and_stays_valid() {
+        // 6 s certificates, renewed after 4 s.
+        let tls = sim_tls(CertPolicy {
+            validity: Duration::from_secs(6),
+            ..CertPolicy::default()
+        });
+        let addr = start_with(Limits::default(), &tls);
+        let first = request(addr, "GET", "/").cert_der;
+        let (first_evidence, _) = tls_client::verify_with_sim_root(&first);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let renewed = loop {
+            assert!(Instant::now() < deadline, "not renewed: {:?}", tls.status());
+            std::thread::sleep(Duration::from_millis(250));
+            // Every certificate served, before and after the swap, verifies
+            // and is valid at the time it is served.
+            let cert = request(addr, "GET", "/").cert_der;
+            tls_client::verify_with_sim_root(&cert);
+            if cert != first {
+                break cert;
+            }
+        };
+        let (renewed_evidence, _) = tls_client::verify_with_sim_root(&renewed);
+        assert_ne!(
+            renewed_evidence.spki_der, first_evidence.spki_der,
+            "a renewal brings a new key"
+        );
+        assert!(renewed_evidence.not_after > first_evidence.not_after);
+        let status = tls.status();
+        assert!(status.attested && status.issued >= 2, "{status:?}");
+        assert_eq!(status.last_error, None);
+    }
+
+    /// The simulated TD, refusing its first `failures` quotes.
+    struct FlakyQuotes {
+        inner: SimTsm,
+        failures: Arc<AtomicU32>,
+    }
+
+    impl Tsm for FlakyQuotes {
+        fn backend(&self) -> Backend {
+            self.inner.backend()
+        }
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+        fn extend_rtmr3(&mut self, digest: &Measurement) -> Result<(), TsmError> {
+            self.inner.extend_rtmr3(digest)
+        }
+        fn rtmrs(&mut self) -> Result<[Measurement; 4], TsmError> {
+            self.inner.rtmrs()
+        }
+        fn quote(&mut self, report_data: &ReportData) -> Result<Vec<u8>, TsmError> {
+            let left = self.failures.load(Ordering::SeqCst);
+            if left > 0 {
+                self.failures.store(left - 1, Ordering::SeqCst);
+                return Err(TsmError::Unavailable("quote service not up yet".into()));
+            }
+            self.inner.quote(report_data)
+        }
+    }
+
+    #[test]
+    fn failed_quotes_at_boot_serve_no_quote_until_a_retry_gets_one() {
+        let failures = Arc::new(AtomicU32::new(2));
+        let tsm = FlakyQuotes {
+            inner: SimTsm::dev().unwrap(),
+            failures: failures.clone(),
+        };
+        let tls = AgentTls::start(
+            Arc::new(MeasuredLog::new(Box::new(tsm))),
+            CertPolicy {
+                retry_first: Duration::from_millis(300),
+                ..CertPolicy::default()
+            },
+        )
+        .unwrap();
+        let status = tls.status();
+        assert!(!status.attested, "{status:?}");
+        assert!(
+            status
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("quote service not up yet")),
+            "{status:?}"
+        );
+        let addr = start_with(Limits::default(), &tls);
+        let before = request(addr, "GET", "/").cert_der;
+        assert_eq!(
+            CertEvidence::from_cert_der(&before).unwrap_err(),
+            RaTlsError::MissingQuoteExtension
+        );
+        // Retries after 300 ms (fails again) and 600 ms more (succeeds).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !tls.status().attested {
+            assert!(Instant::now() < deadline, "{:?}", tls.status());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(failures.load(Ordering::SeqCst), 0);
+        let status = tls.status();
+        assert_eq!(status.last_error, None, "{status:?}");
+        assert_eq!(status.issued, 2, "{status:?}");
+        tls_client::verify_with_sim_root(&request(addr, "GET", "/").cert_der);
+    }
 }

@@ -35,7 +35,7 @@ pub mod verify;
 
 #[cfg(feature = "fetch")]
 pub mod connect;
-#[cfg(feature = "fetch")]
+#[cfg(feature = "github")]
 pub mod github;
 
 #[cfg(feature = "agent-client")]

@@ -3,3 +3,4 @@
 
 pub mod fake_tdx;
 pub mod quotes;
+pub mod tls_client;

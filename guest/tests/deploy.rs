@@ -1,0 +1,1045 @@
+//! The measured deploy engine end to end on the host, without a VM: the
+//! agent API's handler called directly, the local GitHub test server
+//! (tokens, permissions, artifacts, releases), the simulated TD, a scratch
+//! root for the work directory and sealing, and a fake `docker` that
+//! records every call (argv and environment) and keeps compose projects'
+//! states in files outside that root.
+//!
+//! A background thread reaps every child and hands statuses back as
+//! PID1's main loop does, so docker commands go through that path too.
+#![cfg(feature = "sim")]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Cursor, Read, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Once, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use easyenclave::attestation::{AllowlistRef, AttestationDocument};
+use easyenclave::bundle::{digest_dir, zip_dir};
+use easyenclave::collateral::Collateral;
+use easyenclave::deploy::{
+    BundleSource, DeployAccepted, DeployRequest, DeploymentList, DeploymentState, DeploymentStatus,
+};
+use easyenclave::eventlog::{Event, SealEvent};
+use easyenclave::github::{GitHub, RepoName, RetryPolicy};
+use easyenclave::launch::LaunchConfig;
+use easyenclave::sim::pki::SimPki;
+use easyenclave::sim::DEV_SEED;
+use easyenclave::testing::github_server::{GithubServer, Permission, ServerConfig};
+use easyenclave::verify::{Policy, TrustRoot, Verifier};
+use ee_init::api::AgentApi;
+use ee_init::deploy::command::deliver_exit;
+use ee_init::deploy::seal::Sealing;
+use ee_init::deploy::{DeployEngine, Settings};
+use ee_init::http::{Handler, Request, Response};
+use ee_init::measured::MeasuredLog;
+use ee_init::root::FsRoot;
+use ee_init::supervisor::Exit;
+use ee_init::tsm::sim::SimTsm;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, ZipWriter};
+
+const REPO: &str = "alice/app";
+/// A private env value that must never show up outside docker's environment.
+const MARKER: &str = "marker-7f3a9c1e-private-value";
+
+/// The fake docker CLI. It keeps its call log and project states under
+/// `$HOME/fake-docker` (HOME is the only per-test input the agent passes
+/// besides PATH and the private variables).
+const FAKE_DOCKER: &str = r#"#!/bin/sh
+state="$HOME/fake-docker"
+mkdir -p "$state"
+{
+  printf 'CALL'
+  for arg in "$@"; do printf ' %s' "$arg"; done
+  printf '\n'
+  env | LC_ALL=C sort | sed 's/^/  ENV /'
+} >> "$state/calls.log"
+case "$1" in
+load)
+  if [ "$2" != -i ] || [ ! -f "$3" ]; then echo "open $3: no such file" >&2; exit 1; fi
+  echo "Loaded image: $(basename "$3" .tar):latest"
+  exit 0 ;;
+compose) ;;
+*) echo "fake docker: unsupported command $1" >&2; exit 2 ;;
+esac
+if [ "$2" != -p ] || [ "$4" != -f ]; then echo "fake docker: expected compose -p NAME -f FILE" >&2; exit 2; fi
+project=$3
+file=$5
+if [ ! -f "$file" ]; then echo "open $file: no such file" >&2; exit 1; fi
+case "$6" in
+up)
+  if grep -q 'fake-docker: slow' "$file"; then sleep 2; fi
+  if grep -q 'fake-docker: fail-up' "$file"; then
+    echo "Error response from daemon: container web failed to start; its environment:" >&2
+    env >&2
+    echo created > "$state/$project"
+    exit 1
+  fi
+  echo running > "$state/$project" ;;
+stop) if [ -f "$state/$project" ]; then echo stopped > "$state/$project"; fi ;;
+start) if [ -f "$state/$project" ]; then echo running > "$state/$project"; fi ;;
+down) rm -f "$state/$project" ;;
+ps)
+  case "$(cat "$state/$project" 2>/dev/null)" in
+  running) echo '{"Name":"'"$project"'-web-1","Service":"web","State":"running","Health":"","ExitCode":0}' ;;
+  stopped) echo '{"Name":"'"$project"'-web-1","Service":"web","State":"exited","Health":"","ExitCode":137}' ;;
+  created) echo '{"Name":"'"$project"'-web-1","Service":"web","State":"created","Health":"","ExitCode":0}' ;;
+  esac ;;
+*) echo "fake docker: unsupported compose command $6" >&2; exit 2 ;;
+esac
+"#;
+
+/// The fake docker script, written once before any test starts a process
+/// (writing an executable while another thread forks risks ETXTBSY).
+fn fake_docker() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("ee-init-fake-docker-{}", std::process::id()));
+        std::fs::write(&path, FAKE_DOCKER).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    })
+}
+
+/// Reap every child and deliver its status, like PID1's main loop.
+fn start_reaper() {
+    static REAPER: Once = Once::new();
+    REAPER.call_once(|| {
+        std::thread::spawn(|| loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => {
+                    deliver_exit(pid, Exit::Code(code));
+                }
+                Ok(WaitStatus::Signaled(pid, signal, _)) => {
+                    deliver_exit(pid, Exit::Signal(signal));
+                }
+                _ => std::thread::sleep(Duration::from_millis(2)),
+            }
+        });
+    });
+}
+
+/// One agent: engine, handler, GitHub server, scratch root, fake docker home.
+struct Agent {
+    api: AgentApi,
+    measured: Arc<MeasuredLog>,
+    github: GithubServer,
+    root: tempfile::TempDir,
+    docker_home: tempfile::TempDir,
+    config: LaunchConfig,
+}
+
+fn fixed_clock() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_767_225_600) // 2026-01-01T00:00:00Z
+}
+
+impl Agent {
+    fn new() -> Agent {
+        Agent::with(|_| {})
+    }
+
+    fn with(adjust: impl FnOnce(&mut Settings)) -> Agent {
+        start_reaper();
+        let docker = fake_docker();
+        let github = GithubServer::start(
+            ServerConfig::default()
+                .with_repo(REPO, true)
+                .with_token("t-alice", "alice")
+                .with_token("t-bob", "bob")
+                .with_token("t-carol", "carol")
+                .with_permission(REPO, "bob", Permission::Read)
+                .with_permission(REPO, "carol", Permission::Write),
+        )
+        .unwrap();
+        let root = tempfile::tempdir().unwrap();
+        dev_image_tree(root.path());
+        let docker_home = tempfile::tempdir().unwrap();
+
+        let mut config = LaunchConfig::new(REPO, "app.example.com:443");
+        config.github_api_url = github.base_url();
+        let measured = Arc::new(MeasuredLog::new(Box::new(SimTsm::dev().unwrap())));
+        measured
+            .record(Event::Config {
+                config: config.clone(),
+            })
+            .unwrap();
+
+        let fs_root = FsRoot::at(root.path());
+        let mut settings = Settings::new(fs_root.clone(), Sealing::Enabled(fs_root));
+        settings.docker.program = docker.to_owned();
+        settings.docker.home = docker_home.path().to_owned();
+        settings.github_retry = RetryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+        };
+        settings.start_timeout = Duration::from_secs(10);
+        settings.poll_interval = Duration::from_millis(20);
+        settings.status_refresh = Duration::ZERO;
+        adjust(&mut settings);
+        let engine = DeployEngine::new(config.clone(), measured.clone(), settings).unwrap();
+        let api = AgentApi::new(measured.clone(), Instant::now()).with_deploy(Ok(engine));
+        Agent {
+            api,
+            measured,
+            github,
+            root,
+            docker_home,
+            config,
+        }
+    }
+
+    fn call(&self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        self.api.handle(&Request {
+            method: method.into(),
+            path: path.into(),
+            query: query.into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), (*v).to_owned()))
+                .collect(),
+            body: body.to_vec(),
+        })
+    }
+
+    fn post_deploy(&self, token: &str, request: &DeployRequest) -> Response {
+        let auth = format!("Bearer {token}");
+        self.call(
+            "POST",
+            "/deploy",
+            &[("Authorization", &auth)],
+            &request.to_json().unwrap(),
+        )
+    }
+
+    /// POST /deploy as alice; the deployment id.
+    fn deploy(&self, request: &DeployRequest) -> String {
+        let response = self.post_deploy("t-alice", request);
+        assert_eq!(response.status, 202, "{}", text(&response));
+        let accepted: DeployAccepted = serde_json::from_slice(&response.body).unwrap();
+        accepted.id
+    }
+
+    fn status(&self, id: &str) -> DeploymentStatus {
+        let response = self.call("GET", &format!("/status/{id}"), &[], b"");
+        assert_eq!(response.status, 200, "{}", text(&response));
+        DeploymentStatus::from_json(&response.body).unwrap()
+    }
+
+    /// Poll until the deployment reaches a final state.
+    fn wait(&self, id: &str) -> DeploymentStatus {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = self.status(id);
+            if status.state.is_final() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "stuck: {status:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn deployments(&self) -> DeploymentList {
+        let response = self.call("GET", "/deployments", &[], b"");
+        assert_eq!(response.status, 200);
+        DeploymentList::from_json(&response.body).unwrap()
+    }
+
+    fn artifact(&self, zip: Vec<u8>) -> u64 {
+        self.github.add_artifact(REPO, "bundle", zip).unwrap()
+    }
+
+    fn docker_calls(&self) -> String {
+        std::fs::read_to_string(self.docker_home.path().join("fake-docker/calls.log"))
+            .unwrap_or_default()
+    }
+
+    fn project_state(&self, project: &str) -> Option<String> {
+        std::fs::read_to_string(self.docker_home.path().join("fake-docker").join(project))
+            .ok()
+            .map(|s| s.trim().to_owned())
+    }
+
+    fn events(&self) -> Vec<Event> {
+        self.measured.log().events().cloned().collect()
+    }
+
+    fn github_client(&self) -> GitHub {
+        GitHub::new(&self.github.base_url())
+            .unwrap()
+            .with_token("t-alice")
+    }
+
+    /// No file under the scratch root holds the private marker.
+    fn assert_marker_absent_from_root(&self) {
+        for (path, bytes) in files_under(self.root.path()) {
+            assert!(
+                !contains(&bytes, MARKER.as_bytes()),
+                "the private value is in {}",
+                path.display()
+            );
+        }
+    }
+}
+
+/// A merged-/usr dev image: busybox with sh, the dev marker, sysctl files.
+fn dev_image_tree(root: &Path) {
+    let put = |path: &str, content: &str| {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    };
+    put("usr/bin/busybox", "ELF");
+    put("usr/bin/docker", "ELF");
+    put("usr/sbin/iptables", "ELF");
+    put("etc/ee/dev-image", "unsealed dev image\n");
+    put("proc/sys/kernel/modules_disabled", "0\n");
+    put("proc/sys/kernel/kexec_load_disabled", "0\n");
+    put("proc/sys/kernel/sysrq", "438\n");
+    symlink("busybox", root.join("usr/bin/sh")).unwrap();
+    symlink("usr/bin", root.join("bin")).unwrap();
+}
+
+fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                pending.push(path);
+            } else if meta.is_file() {
+                found.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    found
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn text(response: &Response) -> String {
+    String::from_utf8_lossy(&response.body).into_owned()
+}
+
+fn error_of(response: &Response) -> String {
+    let value: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    value["error"].as_str().unwrap().to_owned()
+}
+
+/// A bundle directory: compose file plus extra files.
+fn bundle_dir(compose: &str, extra: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("compose.yaml"), compose).unwrap();
+    for (path, content) in extra {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    dir
+}
+
+fn bundle_zip(compose: &str) -> Vec<u8> {
+    zip_dir(bundle_dir(compose, &[]).path()).unwrap()
+}
+
+const COMPOSE: &str =
+    "services:\n  web:\n    image: app:latest\n    environment:\n      - API_KEY\n";
+
+fn allowlist() -> AllowlistRef {
+    AllowlistRef {
+        url: "https://github.com/easy-enclave/images/releases/download/v1/allowlist.json".into(),
+        sha256: [7; 32],
+    }
+}
+
+fn request(bundle: BundleSource) -> DeployRequest {
+    let mut request = DeployRequest::new(bundle);
+    request.env.insert("API_KEY".into(), MARKER.into());
+    request.env.insert("MODE".into(), "production".into());
+    request.allowlist = Some(allowlist());
+    request
+}
+
+/// The release's attestation.json, parsed.
+fn attestation(agent: &Agent, tag: &str) -> AttestationDocument {
+    let github = agent.github_client();
+    let repo = RepoName::parse(REPO).unwrap();
+    let release = github.release_by_tag(&repo, tag).unwrap();
+    let names: Vec<&str> = release.assets.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["attestation.json"]);
+    let bytes = github
+        .download_asset(&repo, release.assets[0].id, 1 << 20)
+        .unwrap();
+    AttestationDocument::from_json(&bytes).unwrap()
+}
+
+/// Check what a verifier checks: the quote verifies with the simulated
+/// root, its REPORTDATA is the document's statement, the log replays.
+fn verify(document: &AttestationDocument) {
+    let pki = SimPki::from_seed(DEV_SEED).unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let collateral = Collateral::from(pki.collateral(now - 3600, now + 30 * 86_400).unwrap());
+    let verified = Verifier::with_root(
+        TrustRoot::Explicit(pki.root_ca_der().to_vec()),
+        Policy::default(),
+    )
+    .verify(&document.quote, &collateral, now)
+    .unwrap_or_else(|e| panic!("the quote does not verify: {e}"));
+    assert_eq!(
+        verified.measurements.report_data,
+        document.expected_report_data().unwrap(),
+        "REPORTDATA binds the published statement"
+    );
+    document
+        .event_log
+        .verify_against(&verified.measurements.rtmr3)
+        .unwrap();
+}
+
+#[test]
+fn happy_path_runs_seals_and_publishes_a_verifiable_attestation() {
+    let agent = Agent::new();
+    let source = bundle_dir(COMPOSE, &[("images/app.tar", b"docker save bytes")]);
+    let expected_digest = digest_dir(source.path()).unwrap();
+    let artifact = agent.artifact(zip_dir(source.path()).unwrap());
+
+    let id = agent.deploy(&request(BundleSource::Artifact { id: artifact }));
+    let status = agent.wait(&id);
+    assert_eq!(status.state, DeploymentState::Running, "{status:?}");
+    assert_eq!(status.reason, None);
+    assert!(status.sealed);
+    assert_eq!(
+        status.bundle_digest.as_deref(),
+        Some(expected_digest.digest_hex().as_str())
+    );
+    assert_eq!(status.containers.len(), 1);
+    assert_eq!(status.containers[0].service, "web");
+    assert_eq!(status.containers[0].state, "running");
+    let states: Vec<&str> = status
+        .log_tail
+        .iter()
+        .filter_map(|l| l.split_once(':').map(|(s, _)| s))
+        .filter(|s| {
+            [
+                "downloading",
+                "measuring",
+                "starting",
+                "publishing",
+                "running",
+            ]
+            .contains(s)
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "downloading",
+            "measuring",
+            "starting",
+            "publishing",
+            "running"
+        ]
+    );
+
+    // The event log: config, bundle (this digest, repo, artifact), seal.
+    let events = agent.events();
+    let removed = vec![
+        "file /etc/ee/dev-image".to_owned(),
+        "program /usr/bin/sh".to_owned(),
+        "program /usr/bin/busybox".to_owned(),
+        "sysctl kernel.modules_disabled=1".to_owned(),
+        "sysctl kernel.kexec_load_disabled=1".to_owned(),
+        "sysctl kernel.sysrq=0".to_owned(),
+    ];
+    match events.as_slice() {
+        [Event::Config { .. }, Event::Bundle(bundle), Event::Seal(SealEvent { removed: got })] => {
+            assert_eq!(bundle.digest, expected_digest.digest());
+            assert_eq!(bundle.repo, REPO);
+            assert_eq!(bundle.artifact_id, Some(artifact));
+            assert!(bundle
+                .source
+                .ends_with(&format!("/repos/{REPO}/actions/artifacts/{artifact}")));
+            assert_eq!(got, &removed);
+        }
+        other => panic!("unexpected events {other:?}"),
+    }
+    let root = agent.root.path();
+    assert!(!root.join("usr/bin/busybox").exists());
+    assert!(!root.join("etc/ee/dev-image").exists());
+    assert!(root.join("usr/bin/docker").exists());
+    assert_eq!(
+        std::fs::read_to_string(root.join("proc/sys/kernel/sysrq")).unwrap(),
+        "0\n"
+    );
+
+    // The release: attestation.json whose quote binds its statement.
+    let tag = status.release_tag.clone().unwrap();
+    assert!(tag.starts_with("deploy-") && tag.len() >= "deploy-YYYYMMDD-HHMMSS".len());
+    let document = attestation(&agent, &tag);
+    assert_eq!(document.repo, REPO);
+    assert_eq!(document.endpoint, agent.config.endpoint);
+    assert_eq!(document.release_tag, tag);
+    assert_eq!(document.allowlist, allowlist());
+    assert_eq!(document.event_log, agent.measured.log());
+    assert!(document.event_log.is_sealed());
+    verify(&document);
+
+    // docker: the image loaded, the project started with the private env
+    // in its environment only.
+    let calls = agent.docker_calls();
+    let call_lines: Vec<&str> = calls.lines().filter(|l| l.starts_with("CALL")).collect();
+    assert!(call_lines[0].starts_with("CALL load -i "), "{calls}");
+    assert!(call_lines[0].ends_with("/bundle/images/app.tar"), "{calls}");
+    assert!(
+        call_lines[1].starts_with("CALL compose -p ee-d1 -f ")
+            && call_lines[1].ends_with("/bundle/compose.yaml up -d"),
+        "{calls}"
+    );
+    assert!(
+        call_lines.iter().all(|l| !l.contains(MARKER)),
+        "argv: {calls}"
+    );
+    let up_env = calls.split("CALL ").find(|c| c.contains(" up -d")).unwrap();
+    assert!(
+        up_env.contains(&format!("ENV API_KEY={MARKER}")),
+        "{up_env}"
+    );
+    assert!(up_env.contains("ENV MODE=production"), "{up_env}");
+    let load_env = calls
+        .split("CALL ")
+        .find(|c| c.starts_with("load"))
+        .unwrap();
+    assert!(!load_env.contains("API_KEY"), "{load_env}");
+
+    // The private value is nowhere else.
+    agent.assert_marker_absent_from_root();
+    let list = serde_json::to_string(&agent.deployments()).unwrap();
+    assert!(!list.contains(MARKER));
+    assert!(list.contains("API_KEY"), "the names are shown: {list}");
+    let published = serde_json::to_string(&document).unwrap();
+    assert!(!published.contains(MARKER));
+}
+
+#[test]
+fn deploy_needs_a_github_token_with_push_access() {
+    let agent = Agent::new();
+    let artifact = agent.artifact(bundle_zip(COMPOSE));
+    let body = request(BundleSource::Artifact { id: artifact })
+        .to_json()
+        .unwrap();
+
+    let response = agent.call("POST", "/deploy", &[], &body);
+    assert_eq!(response.status, 401);
+    assert!(error_of(&response).contains("Authorization: Bearer"));
+    assert!(response
+        .headers
+        .contains(&("WWW-Authenticate", "Bearer".to_owned())));
+
+    let response = agent.call(
+        "POST",
+        "/deploy",
+        &[("Authorization", "Bearer t-mallory")],
+        &body,
+    );
+    assert_eq!(response.status, 401, "{}", text(&response));
+    assert!(error_of(&response).starts_with("GitHub rejected the token"));
+
+    agent.github.clear_requests();
+    let response = agent.post_deploy("t-bob", &request(BundleSource::Artifact { id: artifact }));
+    assert_eq!(response.status, 403, "{}", text(&response));
+    assert_eq!(
+        error_of(&response),
+        "GitHub user bob has no push access to alice/app"
+    );
+    assert!(
+        agent
+            .github
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("/actions/artifacts")),
+        "nothing downloaded"
+    );
+    assert!(agent.deployments().deployments.is_empty());
+
+    // Write access (carol) is enough.
+    let response = agent.post_deploy("t-carol", &request(BundleSource::Artifact { id: artifact }));
+    assert_eq!(response.status, 202, "{}", text(&response));
+    let accepted: DeployAccepted = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(agent.wait(&accepted.id).state, DeploymentState::Running);
+}
+
+#[test]
+fn unreachable_github_is_502() {
+    let agent = Agent::new();
+    agent.github.fail_next("/api/v3/user", 503, 10);
+    let response = agent.post_deploy("t-alice", &request(BundleSource::Artifact { id: 1 }));
+    assert_eq!(response.status, 502, "{}", text(&response));
+    let error = error_of(&response);
+    assert!(
+        error.starts_with("cannot check the token with GitHub at http://"),
+        "{error}"
+    );
+    assert!(
+        error.contains("server error 503 after 3 attempt(s)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn bad_requests_and_routes_name_the_problem() {
+    let agent = Agent::new();
+    let auth = [("Authorization", "Bearer t-alice")];
+    let mut no_allowlist = request(BundleSource::Artifact { id: 1 });
+    no_allowlist.allowlist = None;
+    for (body, needle) in [
+        (no_allowlist.to_json().unwrap(), "allowlist: required"),
+        (b"{".to_vec(), "EOF while parsing"),
+        (
+            br#"{"version":1,"bundle":{"kind":"artifact","id":1},"port":0}"#.to_vec(),
+            "port: 0 is not a TCP port",
+        ),
+        (
+            br#"{"version":1,"bundle":{"kind":"artifact","id":1},"env":{"PATH":"x"}}"#.to_vec(),
+            "env: PATH is set by the agent",
+        ),
+    ] {
+        let response = agent.call("POST", "/deploy", &auth, &body);
+        assert_eq!(response.status, 400, "{}", text(&response));
+        assert!(error_of(&response).contains(needle), "{}", text(&response));
+    }
+
+    let response = agent.call("GET", "/status/d99", &[], b"");
+    assert_eq!(response.status, 404);
+    assert!(error_of(&response).contains("no deployment \"d99\""));
+    let response = agent.call("GET", "/status/..%2f", &[], b"");
+    assert_eq!(response.status, 404);
+
+    let response = agent.call("GET", "/nowhere", &[], b"");
+    assert_eq!(response.status, 404);
+    let error = error_of(&response);
+    for endpoint in [
+        "POST /deploy",
+        "GET /status/{id}",
+        "GET /deployments",
+        "/app/...",
+    ] {
+        assert!(error.contains(endpoint), "{error}");
+    }
+    for (method, path, allow) in [
+        ("GET", "/deploy", "POST"),
+        ("POST", "/deployments", "GET"),
+        ("DELETE", "/status/d1", "GET"),
+    ] {
+        let response = agent.call(method, path, &[], b"");
+        assert_eq!(response.status, 405, "{method} {path}");
+        assert!(response.headers.contains(&("Allow", allow.to_owned())));
+    }
+
+    let response = agent.call("GET", "/app/", &[], b"");
+    assert_eq!(response.status, 503);
+    assert!(error_of(&response).contains("no workload is running"));
+}
+
+/// A zip built entry by entry (the bundle writer refuses these on purpose).
+fn raw_zip(build: impl FnOnce(&mut ZipWriter<Cursor<Vec<u8>>>)) -> Vec<u8> {
+    let mut writer = ZipWriter::new(Cursor::new(Vec::new()));
+    writer
+        .start_file("compose.yaml", SimpleFileOptions::DEFAULT)
+        .unwrap();
+    writer.write_all(COMPOSE.as_bytes()).unwrap();
+    build(&mut writer);
+    writer.finish().unwrap().into_inner()
+}
+
+#[test]
+fn unsafe_bundles_fail_and_leave_nothing_behind() {
+    let agent = Agent::new();
+    let outside = tempfile::tempdir().unwrap();
+    let absolute = outside.path().join("planted");
+    let zeros = vec![0u8; 8 << 20];
+    let cases: Vec<(Vec<u8>, String)> = vec![
+        (
+            raw_zip(|w| {
+                w.start_file("../escaped", SimpleFileOptions::DEFAULT)
+                    .unwrap();
+                w.write_all(b"x").unwrap();
+            }),
+            "bundle entry \"../escaped\": path leaves the bundle".to_owned(),
+        ),
+        (
+            raw_zip(|w| {
+                w.start_file(absolute.to_str().unwrap(), SimpleFileOptions::DEFAULT)
+                    .unwrap();
+                w.write_all(b"x").unwrap();
+            }),
+            format!(
+                "bundle entry {:?}: absolute path",
+                absolute.to_str().unwrap()
+            ),
+        ),
+        (
+            raw_zip(|w| {
+                w.add_symlink("link", "/etc/passwd", SimpleFileOptions::DEFAULT)
+                    .unwrap();
+            }),
+            "bundle entry \"link\": is a symbolic link".to_owned(),
+        ),
+        (
+            raw_zip(|w| {
+                let options =
+                    SimpleFileOptions::DEFAULT.compression_method(CompressionMethod::Deflated);
+                w.start_file("zeros.bin", options).unwrap();
+                w.write_all(&zeros).unwrap();
+            }),
+            "over the 100:1 limit".to_owned(),
+        ),
+    ];
+    let before: Vec<PathBuf> = files_under(agent.root.path())
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    for (zip, expected) in cases {
+        let artifact = agent.artifact(zip);
+        let id = agent.deploy(&request(BundleSource::Artifact { id: artifact }));
+        let status = agent.wait(&id);
+        assert_eq!(status.state, DeploymentState::Failed);
+        let reason = status.reason.unwrap();
+        assert!(reason.contains(&expected), "{reason} should say {expected}");
+        assert_eq!(status.bundle_digest, None);
+    }
+    let after: Vec<PathBuf> = files_under(agent.root.path())
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(before, after, "no file written anywhere under the root");
+    let work = agent.root.path().join("run/ee/deploy");
+    assert_eq!(
+        std::fs::read_dir(&work).unwrap().count(),
+        0,
+        "work dirs removed"
+    );
+    assert!(!absolute.exists());
+    assert!(!agent.root.path().join("run/ee/escaped").exists());
+    assert_eq!(
+        agent.events().len(),
+        1,
+        "no bundle event: nothing was measured"
+    );
+    assert!(agent.docker_calls().is_empty(), "docker never ran");
+}
+
+#[test]
+fn missing_and_expired_artifacts_fail() {
+    let agent = Agent::new();
+    let id = agent.deploy(&request(BundleSource::Artifact { id: 424_242 }));
+    let status = agent.wait(&id);
+    assert_eq!(status.state, DeploymentState::Failed);
+    assert_eq!(
+        status.reason.as_deref(),
+        Some("downloading the bundle: artifact 424242: not found: artifact 424242 of alice/app")
+    );
+
+    let artifact = agent.artifact(bundle_zip(COMPOSE));
+    agent.github.expire_artifact(artifact).unwrap();
+    let id = agent.deploy(&request(BundleSource::Artifact { id: artifact }));
+    let reason = agent.wait(&id).reason.unwrap();
+    assert!(reason.ends_with("(bundle) has expired"), "{reason}");
+}
+
+#[test]
+fn github_5xx_is_retried_then_fails() {
+    let agent = Agent::new();
+    let artifact = agent.artifact(bundle_zip(COMPOSE));
+    let path = format!("/api/v3/repos/{REPO}/actions/artifacts/{artifact}");
+
+    // One failure: the retry succeeds.
+    agent.github.fail_next(&path, 502, 1);
+    let id = agent.deploy(&request(BundleSource::Artifact { id: artifact }));
+    assert_eq!(agent.wait(&id).state, DeploymentState::Running);
+
+    // Failures on every attempt: the deploy fails with the reason.
+    agent.github.clear_requests();
+    agent.github.fail_next(&path, 500, 3);
+    let id = agent.deploy(&request(BundleSource::Artifact { id: artifact }));
+    let status = agent.wait(&id);
+    assert_eq!(status.state, DeploymentState::Failed);
+    assert_eq!(
+        status.reason.as_deref(),
+        Some(format!(
+            "downloading the bundle: artifact {artifact}: {path}: server error 500 after 3 attempt(s)"
+        ).as_str())
+    );
+    let attempts = agent
+        .github
+        .requests()
+        .iter()
+        .filter(|r| r.path == path)
+        .count();
+    assert_eq!(attempts, 3);
+}
+
+#[test]
+fn one_deploy_at_a_time() {
+    let agent = Agent::new();
+    let slow = agent.artifact(bundle_zip(&format!("# fake-docker: slow\n{COMPOSE}")));
+    let first = agent.deploy(&request(BundleSource::Artifact { id: slow }));
+    let response = agent.post_deploy("t-alice", &request(BundleSource::Artifact { id: slow }));
+    assert_eq!(response.status, 409, "{}", text(&response));
+    assert_eq!(
+        error_of(&response),
+        format!("deployment {first} is in progress; one deploy at a time")
+    );
+    assert_eq!(agent.wait(&first).state, DeploymentState::Running);
+    // Free again.
+    let ok = agent.artifact(bundle_zip(COMPOSE));
+    let second = agent.deploy(&request(BundleSource::Artifact { id: ok }));
+    assert_eq!(agent.wait(&second).state, DeploymentState::Running);
+}
+
+#[test]
+fn redeploys_replace_fall_back_and_never_seal_twice() {
+    let agent = Agent::with(|s| s.clock = fixed_clock);
+    let good = agent.artifact(bundle_zip(COMPOSE));
+    let first = agent.deploy(&request(BundleSource::Artifact { id: good }));
+    let first_status = agent.wait(&first);
+    assert_eq!(first_status.state, DeploymentState::Running);
+    assert_eq!(
+        first_status.release_tag.as_deref(),
+        Some("deploy-20260101-000000")
+    );
+
+    // A failing compose up: the new project is removed, the previous one
+    // runs again and its bundle is measured again as the running one.
+    let failing = agent.artifact(bundle_zip(&format!("# fake-docker: fail-up\n{COMPOSE}")));
+    let second = agent.deploy(&request(BundleSource::Artifact { id: failing }));
+    let status = agent.wait(&second);
+    assert_eq!(status.state, DeploymentState::Failed);
+    let reason = status.reason.unwrap();
+    assert!(reason.starts_with("docker compose up failed"), "{reason}");
+    assert!(reason.contains("<redacted API_KEY>"), "{reason}");
+    assert!(!reason.contains(MARKER));
+    assert_eq!(agent.project_state("ee-d1").as_deref(), Some("running"));
+    assert_eq!(agent.project_state("ee-d2"), None, "torn down");
+    assert_eq!(agent.status(&first).state, DeploymentState::Running);
+    // (`ps` calls, from readiness checks and status reads, left out.)
+    let compose_calls: Vec<String> = agent
+        .docker_calls()
+        .lines()
+        .filter(|l| l.starts_with("CALL compose") && !l.contains(" ps "))
+        .map(|l| {
+            let words: Vec<&str> = l.split(' ').collect();
+            format!("{} {}", words[3], words[6..].join(" "))
+        })
+        .collect();
+    assert_eq!(
+        compose_calls,
+        [
+            "ee-d1 up -d",
+            "ee-d1 stop",
+            "ee-d2 up -d",
+            "ee-d2 down --remove-orphans",
+            "ee-d1 start",
+        ]
+    );
+    let bundles: Vec<[u8; 32]> = agent.measured.log().bundles().map(|b| b.digest).collect();
+    assert_eq!(bundles.len(), 3);
+    assert_eq!(
+        bundles[0], bundles[2],
+        "the running bundle is the last measured"
+    );
+    assert_ne!(bundles[0], bundles[1]);
+
+    // A good redeploy on the sealed TD: the first is superseded, no second
+    // seal, and a tag in the same second gets a suffix.
+    let other = agent.artifact(bundle_zip(&format!("# version 2\n{COMPOSE}")));
+    let third = agent.deploy(&request(BundleSource::Artifact { id: other }));
+    let status = agent.wait(&third);
+    assert_eq!(status.state, DeploymentState::Running, "{status:?}");
+    assert!(status.sealed);
+    assert_eq!(
+        status.release_tag.as_deref(),
+        Some("deploy-20260101-000000-2")
+    );
+    assert_eq!(agent.status(&first).state, DeploymentState::Superseded);
+    assert_eq!(
+        agent.project_state("ee-d1"),
+        None,
+        "the previous one is removed"
+    );
+    assert_eq!(agent.project_state("ee-d3").as_deref(), Some("running"));
+    let seals = agent
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::Seal(_)))
+        .count();
+    assert_eq!(seals, 1);
+    let document = attestation(&agent, "deploy-20260101-000000-2");
+    verify(&document);
+    assert_eq!(
+        document.event_log.bundles().last().map(|b| b.digest),
+        agent.measured.log().bundles().last().map(|b| b.digest)
+    );
+    let ids: Vec<String> = agent
+        .deployments()
+        .deployments
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(ids, [third, second, first], "newest first");
+    agent.assert_marker_absent_from_root();
+}
+
+#[test]
+fn app_requests_reach_the_running_workload() {
+    let agent = Agent::new();
+    // The "workload": a one-shot HTTP server on a free port.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        // The readiness check connects first and closes at once.
+        loop {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut first = String::new();
+            if reader.read_line(&mut first).unwrap_or(0) == 0 {
+                continue;
+            }
+            let mut headers = BTreeMap::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let line = line.trim_end().to_owned();
+                if line.is_empty() {
+                    break;
+                }
+                let (name, value) = line.split_once(": ").unwrap();
+                headers.insert(name.to_ascii_lowercase(), value.to_owned());
+            }
+            let length: usize = headers
+                .get("content-length")
+                .map_or(0, |l| l.parse().unwrap());
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let reply = format!(
+                "{first}|host={}|{}",
+                headers["host"],
+                String::from_utf8(body).unwrap()
+            );
+            let mut stream = reader.into_inner();
+            write!(
+                stream,
+                "HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\nX-Internal: no\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{reply}\r\n0\r\n\r\n",
+                reply.len()
+            )
+            .unwrap();
+            return;
+        }
+    });
+    let artifact = agent.artifact(bundle_zip(COMPOSE));
+    let mut deploy = request(BundleSource::Artifact { id: artifact });
+    deploy.port = Some(port);
+    let id = agent.deploy(&deploy);
+    assert_eq!(agent.wait(&id).state, DeploymentState::Running);
+
+    let response = agent.call("POST", "/app/echo?x=1", &[("Connection", "close")], b"ping");
+    server.join().unwrap();
+    assert_eq!(response.status, 201, "{}", text(&response));
+    assert_eq!(
+        text(&response),
+        format!("POST /echo?x=1 HTTP/1.1\r\n|host=127.0.0.1:{port}|ping")
+    );
+    assert!(response
+        .headers
+        .contains(&("Content-Type", "text/plain".to_owned())));
+    assert!(response.headers.iter().all(|(n, _)| *n != "X-Internal"));
+    let wire = String::from_utf8(response.to_bytes()).unwrap();
+    assert!(wire.starts_with("HTTP/1.1 201 Created\r\n"), "{wire}");
+    assert_eq!(wire.matches("Content-Type:").count(), 1, "{wire}");
+    assert!(wire.contains("\r\nContent-Type: text/plain\r\n"), "{wire}");
+
+    // Nothing listens any more: 502 naming the port.
+    let response = agent.call("GET", "/app", &[], b"");
+    assert_eq!(response.status, 502);
+    assert!(error_of(&response).contains(&format!("127.0.0.1:{port}")));
+}
+
+#[test]
+fn an_inline_bundle_without_sealing() {
+    let agent = Agent::new();
+    let source = bundle_dir(COMPOSE, &[("config/app.toml", b"x = 1\n")]);
+    let mut deploy = request(BundleSource::Inline {
+        zip: zip_dir(source.path()).unwrap(),
+    });
+    deploy.seal = false;
+    let id = agent.deploy(&deploy);
+    let status = agent.wait(&id);
+    assert_eq!(status.state, DeploymentState::Running, "{status:?}");
+    assert!(!status.sealed);
+    match agent.events().as_slice() {
+        [Event::Config { .. }, Event::Bundle(bundle)] => {
+            assert_eq!(bundle.artifact_id, None);
+            assert_eq!(bundle.source, "inline");
+            assert_eq!(bundle.digest, digest_dir(source.path()).unwrap().digest());
+        }
+        other => panic!("unexpected events {other:?}"),
+    }
+    assert!(agent.root.path().join("usr/bin/busybox").exists());
+    let health: serde_json::Value =
+        serde_json::from_slice(&agent.call("GET", "/health", &[], b"").body).unwrap();
+    assert_eq!(health["sealed"], false);
+    // Published all the same, from an unsealed TD.
+    let document = attestation(&agent, status.release_tag.as_deref().unwrap());
+    assert!(!document.event_log.is_sealed());
+    verify(&document);
+}
+
+#[test]
+fn a_failed_seal_fails_the_deploy_and_records_no_seal_event() {
+    let agent = Agent::new();
+    let sysctl = agent
+        .root
+        .path()
+        .join("proc/sys/kernel/kexec_load_disabled");
+    std::fs::remove_file(&sysctl).unwrap();
+    std::fs::create_dir(&sysctl).unwrap();
+    let artifact = agent.artifact(bundle_zip(COMPOSE));
+    let id = agent.deploy(&request(BundleSource::Artifact { id: artifact }));
+    let status = agent.wait(&id);
+    assert_eq!(status.state, DeploymentState::Failed);
+    assert!(!status.sealed);
+    let reason = status.reason.unwrap();
+    assert!(
+        reason.starts_with(
+            "sealing failed at sysctl kernel.kexec_load_disabled=1 (already done: \
+             [file /etc/ee/dev-image, program /usr/bin/sh, program /usr/bin/busybox, \
+             sysctl kernel.modules_disabled=1])"
+        ),
+        "{reason}"
+    );
+    assert!(!agent.measured.log().is_sealed());
+    assert_eq!(
+        agent.project_state("ee-d1"),
+        None,
+        "nothing half-deployed runs"
+    );
+    let releases = agent
+        .github_client()
+        .list_releases(&RepoName::parse(REPO).unwrap())
+        .unwrap();
+    assert!(releases.is_empty(), "nothing published");
+}
