@@ -9,6 +9,8 @@
 //! - [`vm`]: boots a kernel and initramfs under QEMU TCG for boot tests.
 //! - [`devimage`]: builds the static `ee-init` and packs it into the dev
 //!   image directory that `ee-host launch --mode dev` boots.
+//! - [`docker_archive`]: `docker save`-format image archives from a
+//!   directory tree, for bundles whose images are loaded offline.
 //! - [`measure`]: computes a TD's MRTD and RTMR0-2 offline from the
 //!   firmware, kernel, initrd, command line, memory size and QEMU version.
 
@@ -18,6 +20,7 @@ pub mod allowlist;
 pub mod build;
 pub mod cpio;
 pub mod devimage;
+pub mod docker_archive;
 pub mod initramfs;
 pub mod kernel_modules;
 pub mod measure;

@@ -14,6 +14,7 @@ use ee_image::build::config::Config;
 use ee_image::build::debs::DebCache;
 use ee_image::build::progress::Progress;
 use ee_image::build::BuildSpec;
+use ee_image::docker_archive::{self, ArchiveSpec};
 use ee_image::initramfs::{self, Compression, ExtraFile, InitramfsSpec, ModuleSelection};
 
 #[derive(Parser)]
@@ -53,6 +54,30 @@ enum Command {
     /// Write the easyenclave allowlist for a built image: MRTD and RTMR0-2
     /// for each VM shape (computed offline, as `ee-image measure`).
     Allowlist(ee_image::allowlist::AllowlistArgs),
+    /// Write a `docker save`-format archive (manifest.json, config, one
+    /// layer) of a directory tree, loadable with `docker load` without a
+    /// registry. Same tree and options, same bytes: entries sorted, owned by
+    /// 0:0, dated SOURCE_DATE_EPOCH (or 0); permissions from the tree.
+    DockerArchive(DockerArchiveArgs),
+}
+
+#[derive(clap::Args)]
+struct DockerArchiveArgs {
+    /// The directory that becomes the image's root filesystem.
+    #[arg(long, value_name = "DIR")]
+    rootfs: PathBuf,
+    /// The image's name and tag (NAME:TAG), e.g. easyenclave-example/hello:1.
+    #[arg(long, value_name = "NAME:TAG")]
+    tag: String,
+    /// One word of the image's default command (repeatable, in order).
+    #[arg(long = "cmd", value_name = "ARG", allow_hyphen_values = true)]
+    cmd: Vec<String>,
+    /// A TCP port the image exposes (repeatable).
+    #[arg(long, value_name = "PORT")]
+    expose: Vec<u16>,
+    /// Output file (written atomically).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -147,6 +172,7 @@ fn main() -> ExitCode {
         Command::Lock(args) => lock(args),
         Command::Build(args) => build(args),
         Command::Allowlist(args) => ee_image::allowlist::run(args),
+        Command::DockerArchive(args) => docker_archive(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -250,6 +276,27 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
             manifest.image_id
         );
     }
+    Ok(())
+}
+
+fn docker_archive(args: DockerArchiveArgs) -> anyhow::Result<()> {
+    let spec = ArchiveSpec {
+        rootfs: args.rootfs,
+        reference: args.tag.parse()?,
+        cmd: args.cmd,
+        expose: args.expose,
+        mtime: source_date_epoch()?,
+    };
+    let archive = docker_archive::build(&spec)?;
+    write_atomically(&args.out, &archive.bytes)?;
+    eprintln!(
+        "wrote {} ({} bytes): image {} sha256:{}, layer sha256:{}",
+        args.out.display(),
+        archive.bytes.len(),
+        spec.reference,
+        hex::encode(archive.image_id),
+        hex::encode(archive.layer_digest)
+    );
     Ok(())
 }
 
