@@ -3,12 +3,19 @@
 //! Every format that crosses a trust boundary lives here and nowhere else:
 //! TDX quotes ([`quote`]), DCAP verification under an explicit policy
 //! ([`verify`]), collateral and its cache ([`collateral`]), the RTMR3 runtime
-//! event log ([`eventlog`]), allowlists ([`allowlist`]) and the attestation
-//! document with its REPORTDATA binding ([`attestation`]).
+//! event log ([`eventlog`]), allowlists ([`allowlist`]), the attestation
+//! document with its REPORTDATA binding ([`attestation`]), deploy bundles
+//! ([`bundle`]), the agent's deploy API ([`deploy`]) and its RA-TLS
+//! certificates ([`ratls`]). On top of them: verifying a repo's published
+//! service ([`connect`]) and talking to a verified agent ([`agent`]).
 //!
-//! Cargo features: `verify` (dcap-qvl), `fetch` (blocking HTTP: collateral
-//! services, GitHub), `cli` (the `ee` tool), `sim` (a simulated TDX platform
-//! for tests and dev images), `test-server` (a local GitHub-compatible server).
+//! Cargo features: `verify` (dcap-qvl), `github` (the blocking GitHub
+//! client), `fetch` (`github` + collateral services + `connect`), `bundle`
+//! (zip extraction and digests), `ratls` (certificate issue and parsing),
+//! `agent-client` (rustls client verifying RA-TLS), `cli` (the `ee` tool),
+//! `sim` (a simulated TDX platform for tests and dev images), `test-server`
+//! (a local GitHub-compatible server). The guest (`ee-init`) uses `github`,
+//! `bundle` and `ratls` only.
 
 #![forbid(unsafe_code)]
 
