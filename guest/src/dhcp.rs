@@ -1162,6 +1162,26 @@ mod tests {
         }
     }
 
+    /// Wait until `interface` (in this thread's namespace) is running, i.e.
+    /// its operational state is UP. A veth end that gains its carrier when
+    /// the peer comes up gets there asynchronously (the kernel's linkwatch
+    /// work enables its transmit queue), and until then it drops what it
+    /// sends without reporting an error.
+    fn wait_until_running(interface: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let running = nix::ifaddrs::getifaddrs()
+                .unwrap()
+                .filter(|a| a.interface_name == interface)
+                .any(|a| a.flags.contains(nix::net::if_::InterfaceFlags::IFF_RUNNING));
+            if running {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{interface} is not running");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// The real client against a test server on the other end of a veth
     /// pair, in a second namespace (a separate "host"): the exchange works
     /// over a plain UDP socket on an interface with no address, the client
@@ -1173,6 +1193,7 @@ mod tests {
             let (tid_tx, tid_rx) = std::sync::mpsc::channel();
             let (moved_tx, moved_rx) = std::sync::mpsc::channel::<()>();
             let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
             let server = std::thread::spawn(move || {
                 nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
                 tid_tx.send(nix::unistd::gettid()).unwrap();
@@ -1182,43 +1203,56 @@ mod tests {
                 let socket = UdpSocket::bind("0.0.0.0:67").unwrap();
                 setsockopt(&socket, sockopt::BindToDevice, &"eth1".into()).unwrap();
                 socket.set_broadcast(true).unwrap();
+                wait_until_running("eth1");
                 ready_tx.send(()).unwrap();
                 let to_client = "255.255.255.255:68";
 
-                let discover = receive_client_message(&socket);
-                assert_eq!(discover.from.to_string(), "0.0.0.0:68");
-                assert_eq!(discover.options[&OPT_MESSAGE_TYPE], [DHCPDISCOVER]);
-                let answer = |kind: u8, xid: u32| {
-                    let mut p = reply(kind);
-                    p[4..8].copy_from_slice(&xid.to_be_bytes());
-                    p[28..34].copy_from_slice(&discover.mac);
-                    p
+                // Answer like a real server, every DISCOVER with an OFFER:
+                // a datagram can still be lost while a link comes up, and
+                // the client then retransmits its DISCOVER.
+                let mut transaction = None;
+                let mac = loop {
+                    let message = receive_client_message(&socket);
+                    assert_eq!(message.from.to_string(), "0.0.0.0:68");
+                    let (xid, mac) = *transaction.get_or_insert((message.xid, message.mac));
+                    assert_eq!((message.xid, message.mac), (xid, mac), "one transaction");
+                    let answer = |kind: u8, xid: u32| {
+                        let mut p = reply(kind);
+                        p[4..8].copy_from_slice(&xid.to_be_bytes());
+                        p[28..34].copy_from_slice(&mac);
+                        p
+                    };
+                    match message.options[&OPT_MESSAGE_TYPE][..] {
+                        [DHCPDISCOVER] => {
+                            // Another transaction's offer (of another
+                            // address), then noise, then ours.
+                            let mut foreign = answer(DHCPOFFER, xid ^ 1);
+                            foreign[16..20].copy_from_slice(&[10, 0, 2, 99]);
+                            socket.send_to(&foreign, to_client).unwrap();
+                            socket.send_to(b"not DHCP", to_client).unwrap();
+                            socket.send_to(&answer(DHCPOFFER, xid), to_client).unwrap();
+                        }
+                        [DHCPREQUEST] => {
+                            assert_eq!(message.options[&OPT_REQUESTED_ADDRESS], [10, 0, 2, 15]);
+                            assert_eq!(message.options[&OPT_SERVER_ID], [10, 0, 2, 2]);
+                            socket.send_to(&answer(DHCPACK, xid), to_client).unwrap();
+                            break mac;
+                        }
+                        ref other => panic!("message type {other:?}, expected DISCOVER or REQUEST"),
+                    }
                 };
-                // Another transaction's offer (of another address), then noise.
-                let mut foreign = answer(DHCPOFFER, discover.xid ^ 1);
-                foreign[16..20].copy_from_slice(&[10, 0, 2, 99]);
-                socket.send_to(&foreign, to_client).unwrap();
-                socket.send_to(b"not DHCP", to_client).unwrap();
-                socket
-                    .send_to(&answer(DHCPOFFER, discover.xid), to_client)
-                    .unwrap();
-
-                let request = receive_client_message(&socket);
-                assert_eq!(request.xid, discover.xid, "one transaction");
-                assert_eq!(request.options[&OPT_MESSAGE_TYPE], [DHCPREQUEST]);
-                assert_eq!(request.options[&OPT_REQUESTED_ADDRESS], [10, 0, 2, 15]);
-                assert_eq!(request.options[&OPT_SERVER_ID], [10, 0, 2, 2]);
-                socket
-                    .send_to(&answer(DHCPACK, discover.xid), to_client)
-                    .unwrap();
-                discover.mac
+                // This namespace dies with this thread, and with it the veth
+                // pair, eth0 included: keep it until the client is done.
+                let _ = done_rx.recv();
+                mac
             });
             let tid = tid_rx.recv().unwrap();
             run_ip(&format!("link set eth1 netns {tid}"));
+            crate::net::set_link_up("eth0").unwrap();
             moved_tx.send(()).unwrap();
             ready_rx.recv().unwrap();
+            wait_until_running("eth0");
 
-            crate::net::set_link_up("eth0").unwrap();
             let mac = hardware_address("eth0").unwrap();
             let lease = obtain_lease(
                 "eth0",
@@ -1227,7 +1261,6 @@ mod tests {
                 &Timing::default(),
             )
             .unwrap();
-            assert_eq!(server.join().unwrap(), mac, "the server saw our chaddr");
             assert_eq!(lease.address, ip(10, 0, 2, 15));
             assert_eq!(lease.prefix_len, 24);
             assert_eq!(lease.router, Some(ip(10, 0, 2, 2)));
@@ -1236,6 +1269,8 @@ mod tests {
             crate::net::configure(&lease.ipv4_config("eth0")).unwrap();
             assert!(run_ip("-o -4 addr show dev eth0").contains("inet 10.0.2.15/24"));
             assert!(run_ip("-4 route show default").contains("default via 10.0.2.2 dev eth0"));
+            done_tx.send(()).unwrap();
+            assert_eq!(server.join().unwrap(), mac, "the server saw our chaddr");
         });
     }
 
