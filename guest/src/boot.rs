@@ -258,9 +258,10 @@ fn serve_and_declare_ready(
     let api = AgentApi::new(measured.clone(), started)
         .with_deploy(deploy)
         .with_tls(tls.clone());
-    // POST /deploy may carry an inline bundle (up to 4 MiB, base64).
+    // POST /deploy may carry an inline bundle (up to 4 MiB, base64); every
+    // other endpoint keeps the small default cap.
     let limits = Limits {
-        max_body: easyenclave::deploy::MAX_REQUEST_BYTES,
+        large_bodies: &[("POST", "/deploy", easyenclave::deploy::MAX_REQUEST_BYTES)],
         ..Limits::default()
     };
     http::serve(listener, limits, tls.server_config(), Arc::new(api))

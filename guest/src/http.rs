@@ -33,6 +33,10 @@ pub struct Limits {
     pub max_headers: usize,
     /// Largest body, in bytes (413 beyond).
     pub max_body: usize,
+    /// `(method, path, limit)`: requests that may carry a larger body than
+    /// `max_body`. Only the one endpoint that needs it gets the large cap, so
+    /// a client cannot make every connection buffer megabytes.
+    pub large_bodies: &'static [(&'static str, &'static str, usize)],
     /// Timeout for each read and write on the socket.
     pub io_timeout: Duration,
     /// The TLS handshake and the whole request must arrive within this time
@@ -49,6 +53,7 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             max_headers: 64,
             max_body: 64 * 1024,
+            large_bodies: &[],
             io_timeout: Duration::from_secs(10),
             request_deadline: Duration::from_secs(30),
             max_connections: 32,
@@ -371,10 +376,15 @@ pub fn read_request<R: BufRead>(reader: &mut R, limits: &Limits) -> Result<Reque
         length = Some(parsed);
     }
     let length = length.unwrap_or(0);
-    if length > limits.max_body as u64 {
+    let max_body = limits
+        .large_bodies
+        .iter()
+        .find(|(m, p, _)| *m == method && *p == path)
+        .map_or(limits.max_body, |&(_, _, limit)| limit);
+    if length > max_body as u64 {
         return Err(RequestError::BodyTooLarge {
             got: length,
-            limit: limits.max_body,
+            limit: max_body,
         });
     }
     let mut body = Vec::new();
@@ -830,6 +840,38 @@ mod tests {
         assert_eq!(err.status(), Some(413));
         assert!(
             err.to_string().contains("exceeds the limit of 65536 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn only_the_listed_endpoint_takes_a_large_body() {
+        let limits = Limits {
+            large_bodies: &[("POST", "/deploy", 200 * 1024)],
+            ..Limits::default()
+        };
+        let body = "x".repeat(100 * 1024);
+        let request =
+            |head: &str| format!("{head}\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        let deploy = request("POST /deploy HTTP/1.1");
+        let parsed = read_request(&mut deploy.as_bytes(), &limits).unwrap();
+        assert_eq!(parsed.body.len(), body.len());
+        for head in [
+            "POST /health HTTP/1.1",
+            "PUT /deploy HTTP/1.1",
+            "POST /deploy/x HTTP/1.1",
+        ] {
+            let err = read_request(&mut request(head).as_bytes(), &limits).unwrap_err();
+            assert_eq!(err.status(), Some(413), "{head}: {err}");
+        }
+        let too_big = format!(
+            "POST /deploy HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            200 * 1024 + 1
+        );
+        let err = read_request(&mut too_big.as_bytes(), &limits).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("exceeds the limit of 204800 bytes"),
             "{err}"
         );
     }
