@@ -194,23 +194,7 @@ impl Allowlist {
             td_attributes: TdAttributesPolicy,
             xfam: XfamPolicy,
         }
-        if bytes.len() > MAX_ALLOWLIST_BYTES {
-            return Err(AllowlistError::TooLarge {
-                size: bytes.len(),
-                max: MAX_ALLOWLIST_BYTES,
-            });
-        }
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| AllowlistError::Json(e.to_string()))?;
-        // The version first: a newer list is reported as such, not as unknown fields.
-        match value.get("version") {
-            Some(v) if v.as_u64() == Some(u64::from(ALLOWLIST_VERSION)) => {}
-            other => {
-                return Err(AllowlistError::Version {
-                    found: other.map_or_else(|| "nothing".to_owned(), Value::to_string),
-                })
-            }
-        }
+        let value = crate::versioned::parse(bytes, MAX_ALLOWLIST_BYTES, ALLOWLIST_VERSION)?;
         let wire: Wire =
             serde_json::from_value(value).map_err(|e| AllowlistError::Json(e.to_string()))?;
         if wire.entries.len() > MAX_ENTRIES {
@@ -548,6 +532,17 @@ mod hex_u64 {
                 .iter()
                 .map(|t| super::parse(t).map_err(D::Error::custom))
                 .collect()
+        }
+    }
+}
+
+impl From<crate::versioned::EnvelopeError> for AllowlistError {
+    fn from(e: crate::versioned::EnvelopeError) -> Self {
+        use crate::versioned::EnvelopeError as E;
+        match e {
+            E::TooLarge { size, max } => AllowlistError::TooLarge { size, max },
+            E::Json(problem) => AllowlistError::Json(problem),
+            E::Version { found } => AllowlistError::Version { found },
         }
     }
 }

@@ -19,7 +19,6 @@
 //! statement are hints that it checks independently.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::canonical::{self, CanonicalError, MAX_SAFE_INTEGER};
@@ -235,23 +234,7 @@ fn invalid(field: impl Into<String>, problem: impl Into<String>) -> AttestationE
 impl AttestationDocument {
     /// Parse and validate a document from JSON bytes.
     pub fn from_json(bytes: &[u8]) -> Result<Self, AttestationError> {
-        if bytes.len() > MAX_DOCUMENT_BYTES {
-            return Err(AttestationError::TooLarge {
-                size: bytes.len(),
-                max: MAX_DOCUMENT_BYTES,
-            });
-        }
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| AttestationError::Json(e.to_string()))?;
-        // The version first: a newer document is reported as such, not as unknown fields.
-        match value.get("version") {
-            Some(v) if v.as_u64() == Some(u64::from(ATTESTATION_VERSION)) => {}
-            other => {
-                return Err(AttestationError::Version {
-                    found: other.map_or_else(|| "nothing".to_owned(), Value::to_string),
-                })
-            }
-        }
+        let value = crate::versioned::parse(bytes, MAX_DOCUMENT_BYTES, ATTESTATION_VERSION)?;
         let document: AttestationDocument =
             serde_json::from_value(value).map_err(|e| AttestationError::Json(e.to_string()))?;
         document.validate()?;
@@ -447,5 +430,16 @@ impl ChallengeResponse {
     /// The response as JSON.
     pub fn to_json(&self) -> Result<String, AttestationError> {
         serde_json::to_string(self).map_err(|e| AttestationError::Json(e.to_string()))
+    }
+}
+
+impl From<crate::versioned::EnvelopeError> for AttestationError {
+    fn from(e: crate::versioned::EnvelopeError) -> Self {
+        use crate::versioned::EnvelopeError as E;
+        match e {
+            E::TooLarge { size, max } => AttestationError::TooLarge { size, max },
+            E::Json(problem) => AttestationError::Json(problem),
+            E::Version { found } => AttestationError::Version { found },
+        }
     }
 }

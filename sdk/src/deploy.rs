@@ -17,7 +17,6 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::attestation::AllowlistRef;
 
@@ -147,30 +146,13 @@ fn parse_versioned<T: for<'de> Deserialize<'de>>(
     bytes: &[u8],
     max: usize,
 ) -> Result<T, DeployApiError> {
-    if bytes.len() > max {
-        return Err(DeployApiError::TooLarge {
-            size: bytes.len(),
-            max,
-        });
-    }
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| DeployApiError::Json(e.to_string()))?;
-    match value.get("version") {
-        Some(v) if v.as_u64() == Some(u64::from(DEPLOY_API_VERSION)) => {}
-        other => {
-            return Err(DeployApiError::Version {
-                found: other.map_or_else(|| "nothing".to_owned(), Value::to_string),
-            })
-        }
-    }
-    // serde_path_to_error: the error names the field (`port: invalid value ...`).
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
+    let value = crate::versioned::parse(bytes, max, DEPLOY_API_VERSION)?;
+    // The error names the field (`port: invalid value ...`).
+    crate::versioned::deserialize_named(value).map_err(|(path, problem)| {
         if path == "." {
-            DeployApiError::Json(inner.to_string())
+            DeployApiError::Json(problem)
         } else {
-            DeployApiError::Json(format!("{path}: {inner}"))
+            DeployApiError::Json(format!("{path}: {problem}"))
         }
     })
 }
@@ -428,6 +410,17 @@ mod base64_bytes {
         STANDARD
             .decode(text.as_bytes())
             .map_err(|e| D::Error::custom(format!("bundle.zip is not valid base64: {e}")))
+    }
+}
+
+impl From<crate::versioned::EnvelopeError> for DeployApiError {
+    fn from(e: crate::versioned::EnvelopeError) -> Self {
+        use crate::versioned::EnvelopeError as E;
+        match e {
+            E::TooLarge { size, max } => DeployApiError::TooLarge { size, max },
+            E::Json(problem) => DeployApiError::Json(problem),
+            E::Version { found } => DeployApiError::Version { found },
+        }
     }
 }
 

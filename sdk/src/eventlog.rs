@@ -294,14 +294,7 @@ impl EventLog {
             events: Vec<Value>,
         }
         // The version first: a newer log is reported as such, not as unknown events.
-        match value.get("version") {
-            Some(v) if v.as_u64() == Some(u64::from(EVENT_LOG_VERSION)) => {}
-            other => {
-                return Err(EventLogError::Version {
-                    found: other.map_or_else(|| "nothing".to_owned(), Value::to_string),
-                })
-            }
-        }
+        crate::versioned::check_version(&value, EVENT_LOG_VERSION)?;
         let wire: Wire =
             serde_json::from_value(value).map_err(|e| EventLogError::Json(e.to_string()))?;
         if wire.events.len() > MAX_EVENTS {
@@ -432,5 +425,16 @@ impl<'de> Deserialize<'de> for EventLog {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(deserializer)?;
         EventLog::from_value(value).map_err(serde::de::Error::custom)
+    }
+}
+
+impl From<crate::versioned::EnvelopeError> for EventLogError {
+    fn from(e: crate::versioned::EnvelopeError) -> Self {
+        use crate::versioned::EnvelopeError as E;
+        match e {
+            E::TooLarge { size, max } => EventLogError::TooLarge { size, max },
+            E::Json(problem) => EventLogError::Json(problem),
+            E::Version { found } => EventLogError::Version { found },
+        }
     }
 }

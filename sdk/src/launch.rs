@@ -22,7 +22,6 @@ use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// The launch config format version this build reads and writes.
 pub const LAUNCH_CONFIG_VERSION: u32 = 1;
@@ -213,24 +212,7 @@ impl LaunchConfig {
 
     /// Parse and validate a launch config from JSON bytes.
     pub fn parse(bytes: &[u8]) -> Result<Self, LaunchConfigError> {
-        if bytes.len() > MAX_LAUNCH_CONFIG_BYTES {
-            return Err(LaunchConfigError::TooLarge {
-                size: bytes.len(),
-                max: MAX_LAUNCH_CONFIG_BYTES,
-            });
-        }
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| LaunchConfigError::Json(e.to_string()))?;
-        // Check the version before the shape, so a newer config is reported
-        // as such rather than as a list of unknown fields.
-        match value.get("version") {
-            Some(v) if v.as_u64() == Some(u64::from(LAUNCH_CONFIG_VERSION)) => {}
-            other => {
-                return Err(LaunchConfigError::Version {
-                    found: describe(other),
-                })
-            }
-        }
+        let value = crate::versioned::parse(bytes, MAX_LAUNCH_CONFIG_BYTES, LAUNCH_CONFIG_VERSION)?;
         let config: LaunchConfig =
             serde_json::from_value(value).map_err(|e| LaunchConfigError::Json(e.to_string()))?;
         config.validate()?;
@@ -374,10 +356,6 @@ fn parse_ipv4(text: &str) -> Result<Ipv4Addr, String> {
         return Err(format!("{addr} is not a unicast address"));
     }
     Ok(addr)
-}
-
-fn describe(value: Option<&Value>) -> String {
-    value.map_or_else(|| "nothing".to_owned(), Value::to_string)
 }
 
 /// Check a GitHub repository name, `owner/name`, by GitHub's rules: the owner
@@ -532,6 +510,17 @@ pub fn check_image_id(id: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+impl From<crate::versioned::EnvelopeError> for LaunchConfigError {
+    fn from(e: crate::versioned::EnvelopeError) -> Self {
+        use crate::versioned::EnvelopeError as E;
+        match e {
+            E::TooLarge { size, max } => LaunchConfigError::TooLarge { size, max },
+            E::Json(problem) => LaunchConfigError::Json(problem),
+            E::Version { found } => LaunchConfigError::Version { found },
+        }
+    }
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ pub mod module_list;
 pub mod quote;
 pub mod rtmr;
 pub mod sim_registers;
+mod versioned;
 
 #[cfg(feature = "verify")]
 pub mod collateral;

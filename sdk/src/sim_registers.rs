@@ -31,7 +31,6 @@
 //! configuration ([`SimRegisters::apply`]) needs the `sim` feature.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::allowlist::{check_entry_name, MeasurementSet};
 use crate::rtmr::Measurement;
@@ -120,32 +119,16 @@ impl SimRegisters {
     /// Parse and validate a document. The version is checked before the
     /// shape, so a newer document is reported as such.
     pub fn from_json(bytes: &[u8]) -> Result<Self, SimRegistersError> {
-        if bytes.len() > MAX_SIM_REGISTERS_BYTES {
-            return Err(SimRegistersError::TooLarge {
-                size: bytes.len(),
-                max: MAX_SIM_REGISTERS_BYTES,
-            });
-        }
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| SimRegistersError::Json(e.to_string()))?;
-        match value.get("version") {
-            Some(v) if v.as_u64() == Some(u64::from(SIM_REGISTERS_VERSION)) => {}
-            other => {
-                return Err(SimRegistersError::Version {
-                    found: other.map_or_else(|| "nothing".to_owned(), Value::to_string),
-                })
-            }
-        }
-        let registers: SimRegisters = serde_path_to_error::deserialize(value).map_err(|e| {
-            let field = e.path().to_string();
-            let problem = e.into_inner().to_string();
-            // "." is the document itself: a missing field, which serde names.
-            if field == "." {
-                SimRegistersError::Json(problem)
-            } else {
-                SimRegistersError::Invalid { field, problem }
-            }
-        })?;
+        let value = crate::versioned::parse(bytes, MAX_SIM_REGISTERS_BYTES, SIM_REGISTERS_VERSION)?;
+        let registers: SimRegisters =
+            crate::versioned::deserialize_named(value).map_err(|(field, problem)| {
+                // "." is the document itself: a missing field, which serde names.
+                if field == "." {
+                    SimRegistersError::Json(problem)
+                } else {
+                    SimRegistersError::Invalid { field, problem }
+                }
+            })?;
         registers.validate()?;
         Ok(registers)
     }
@@ -182,9 +165,21 @@ impl SimRegisters {
     }
 }
 
+impl From<crate::versioned::EnvelopeError> for SimRegistersError {
+    fn from(e: crate::versioned::EnvelopeError) -> Self {
+        use crate::versioned::EnvelopeError as E;
+        match e {
+            E::TooLarge { size, max } => SimRegistersError::TooLarge { size, max },
+            E::Json(problem) => SimRegistersError::Json(problem),
+            E::Version { found } => SimRegistersError::Version { found },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use crate::allowlist::{Profile, Variant};
 
     fn entry() -> MeasurementSet {
