@@ -179,8 +179,8 @@ impl From<crate::versioned::EnvelopeError> for SimRegistersError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
     use crate::allowlist::{Profile, Variant};
+    use serde_json::Value;
 
     fn entry() -> MeasurementSet {
         MeasurementSet {

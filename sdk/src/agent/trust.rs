@@ -43,6 +43,29 @@ impl fmt::Debug for CollateralSupply {
 }
 
 impl CollateralSupply {
+    /// The supply matching a `connect()` collateral choice, so a published
+    /// service and its live agent are checked against the same collateral
+    /// (`None` cache: the default directory).
+    pub fn from_choice(
+        choice: crate::connect::CollateralChoice,
+    ) -> Result<Self, crate::connect::CollateralProblem> {
+        use crate::connect::{CollateralChoice, CollateralProblem};
+        Ok(match choice {
+            CollateralChoice::Given(collateral) => CollateralSupply::Fixed(collateral),
+            CollateralChoice::Service { source, cache } => CollateralSupply::Service {
+                source,
+                cache: match cache {
+                    Some(cache) => cache,
+                    None => CollateralCache::new(
+                        crate::collateral::default_cache_dir()
+                            .ok_or(CollateralProblem::NoCacheDir)?,
+                    ),
+                },
+                options: FetchOptions::default(),
+            },
+        })
+    }
+
     /// Collateral for `quote`, valid (per the cache) at `now`.
     pub fn for_quote(&self, quote: &[u8], now: u64) -> Result<Collateral, AgentError> {
         match self {

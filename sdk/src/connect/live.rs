@@ -12,11 +12,10 @@
 //! returned client travel only over connections to that pinned key.
 
 use crate::agent::{AgentClient, AgentTrust, CollateralSupply};
-use crate::collateral::{default_cache_dir, CollateralCache, FetchOptions};
 use crate::quote::TdReport10;
 use crate::verify::Verifier;
 
-use super::{CollateralChoice, ConnectError, ConnectOptions, VerifiedService};
+use super::{ConnectError, ConnectOptions, VerifiedService};
 
 /// Connect to `service.endpoint` over RA-TLS and check that the live TD is
 /// the verified one; the client is the verified HTTP client
@@ -25,19 +24,8 @@ pub fn open(
     service: &VerifiedService,
     options: &ConnectOptions,
 ) -> Result<AgentClient, ConnectError> {
-    let collateral = match &options.collateral {
-        CollateralChoice::Given(collateral) => CollateralSupply::Fixed(collateral.clone()),
-        CollateralChoice::Service { source, cache } => CollateralSupply::Service {
-            source: source.clone(),
-            cache: match cache {
-                Some(cache) => cache.clone(),
-                None => CollateralCache::new(default_cache_dir().ok_or(
-                    ConnectError::Collateral(super::CollateralProblem::NoCacheDir),
-                )?),
-            },
-            options: FetchOptions::default(),
-        },
-    };
+    let collateral = CollateralSupply::from_choice(options.collateral.clone())
+        .map_err(ConnectError::Collateral)?;
     // The published quote already matched the allowlist; the live one must
     // equal it register by register, which is at least as strict.
     let mut policy = options.policy.clone();

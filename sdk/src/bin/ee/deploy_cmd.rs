@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
-use base64::Engine as _;
 use clap::Args;
 use easyenclave::agent::{
     AgentClient, AgentError, AgentTrust, Attested, ClientOptions, CollateralSupply,
@@ -26,24 +25,19 @@ use easyenclave::deploy::{
     check_env_name, BundleSource, DeployRequest, DeploymentState, DeploymentStatus,
     DEPLOY_API_VERSION, MAX_INLINE_BUNDLE_BYTES,
 };
-use easyenclave::input;
 use easyenclave::launch::{check_repo, check_url};
-use easyenclave::sim::pki::SimPki;
-use easyenclave::sim::DEV_SEED;
 use easyenclave::verify::{Policy, StatusName, TrustRoot, Verifier};
 use sha2::{Digest, Sha256};
 
 use crate::quote_cmd::read_capped;
+use crate::trust_args::{root_certificate, sim_collateral, sim_pki};
 use crate::Failure;
 
 /// Largest root CA file accepted.
-const MAX_ROOT_FILE: u64 = 64 * 1024;
 /// Largest allowlist file accepted.
 const MAX_ALLOWLIST_FILE: u64 = easyenclave::allowlist::MAX_ALLOWLIST_BYTES as u64;
 /// Largest env file accepted.
 const MAX_ENV_FILE: u64 = 1024 * 1024;
-/// How long collateral made for the simulated platform is valid.
-const SIM_COLLATERAL_SECS: u64 = 24 * 3600;
 /// Time between two status requests.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Consecutive failed status requests tolerated before giving up.
@@ -290,38 +284,8 @@ fn trust_root(root: &str) -> anyhow::Result<TrustRoot> {
     Ok(match root {
         "intel" => TrustRoot::IntelProduction,
         "sim" => TrustRoot::Explicit(sim_pki()?.root_ca_der().to_vec()),
-        path => {
-            let bytes = read_capped(Path::new(path), MAX_ROOT_FILE).context("--root")?;
-            TrustRoot::Explicit(
-                decode_certificate(bytes).with_context(|| format!("--root {path}"))?,
-            )
-        }
+        path => TrustRoot::Explicit(root_certificate(Path::new(path))?),
     })
-}
-
-fn sim_pki() -> anyhow::Result<SimPki> {
-    SimPki::from_seed(DEV_SEED).context("building the simulated platform")
-}
-
-/// A certificate file: PEM, or DER as raw bytes, hex or base64.
-fn decode_certificate(bytes: Vec<u8>) -> anyhow::Result<Vec<u8>> {
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    if let Some(text) = std::str::from_utf8(&bytes)
-        .ok()
-        .filter(|t| t.contains(BEGIN))
-    {
-        let body = text
-            .split_once(BEGIN)
-            .and_then(|(_, rest)| rest.split_once(END))
-            .map(|(body, _)| body)
-            .context("PEM certificate without an END line")?;
-        let base64: String = body.split_whitespace().collect();
-        return base64::engine::general_purpose::STANDARD
-            .decode(base64)
-            .context("PEM certificate body is not base64");
-    }
-    Ok(input::decode_binary(bytes)?)
 }
 
 fn collateral_supply(args: &DeployArgs) -> anyhow::Result<CollateralSupply> {
@@ -338,13 +302,7 @@ fn collateral_supply(args: &DeployArgs) -> anyhow::Result<CollateralSupply> {
             .duration_since(UNIX_EPOCH)
             .context("system clock is before 1970")?
             .as_secs();
-        let collateral = sim_pki()?
-            .collateral(
-                now.saturating_sub(60),
-                now.saturating_add(SIM_COLLATERAL_SECS),
-            )
-            .context("making collateral for the simulated platform")?;
-        return Ok(CollateralSupply::Fixed(Collateral::from(collateral)));
+        return Ok(CollateralSupply::Fixed(sim_collateral(&sim_pki()?, now)?));
     }
     let source = match &args.pccs {
         Some(url) => CollateralSource::Pccs(url.clone()),

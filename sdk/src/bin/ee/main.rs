@@ -8,6 +8,7 @@ mod bundle_cmd;
 mod deploy_cmd;
 mod quote_cmd;
 mod sim_cmd;
+mod trust_args;
 mod verify_cmd;
 
 use std::process::ExitCode;

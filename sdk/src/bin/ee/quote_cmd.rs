@@ -20,8 +20,6 @@ use crate::Failure;
 
 /// Largest quote file accepted (real quotes are about 5 KiB).
 const MAX_QUOTE_FILE: usize = 2 * MAX_QUOTE_LEN;
-/// Largest root CA certificate accepted.
-const MAX_ROOT_FILE: usize = 64 * 1024;
 /// Largest allowlist accepted.
 const MAX_ALLOWLIST_FILE: u64 = 1024 * 1024;
 /// Largest collateral file accepted.
@@ -144,9 +142,7 @@ fn verify(args: &VerifyArgs) -> Result<(), Failure> {
     let quote = read_quote(&args.file)?;
     let policy = build_policy(args)?;
     let root = match &args.root {
-        Some(path) => {
-            TrustRoot::Explicit(input::read_binary(path, MAX_ROOT_FILE).context("--root")?)
-        }
+        Some(path) => TrustRoot::Explicit(crate::trust_args::root_certificate(path)?),
         None => TrustRoot::IntelProduction,
     };
     let now = match args.now {

@@ -8,16 +8,13 @@
 //! check of a running agent instead ([`verify_live`]): RA-TLS and a fresh
 //! nonce, through `easyenclave::agent`. Both report through the same exit codes.
 
-use std::fs::File;
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use clap::Args;
 use easyenclave::agent::{AgentClient, AgentError, AgentTrust, CollateralSupply};
 use easyenclave::allowlist::Variant;
-use easyenclave::collateral::FetchOptions;
 use easyenclave::collateral::{
     Collateral, CollateralCache, CollateralSource, MAX_COLLATERAL_JSON_BYTES,
 };
@@ -25,22 +22,18 @@ use easyenclave::connect::{
     connect_with, CollateralChoice, CollateralOrigin, ConnectOptions, VerifiedService,
 };
 use easyenclave::github::RepoName;
-use easyenclave::input;
 use easyenclave::launch::DEFAULT_GITHUB_API_URL;
-use easyenclave::sim::{pki::SimPki, DEV_SEED};
 use easyenclave::verify::{Policy, StatusName, TrustRoot, Verifier};
 use sha2::{Digest, Sha256};
 use std::io::Write as _;
 
+use crate::quote_cmd::read_capped;
+use crate::trust_args::{root_certificate, sim_collateral, sim_pki};
 use crate::Failure;
 
-/// Largest root CA certificate accepted.
-const MAX_ROOT_FILE: usize = 64 * 1024;
 /// `--max-age` default: the library's `easyenclave::connect::DEFAULT_MAX_AGE`
 /// (a unit test keeps them equal).
 const DEFAULT_MAX_AGE_ARG: &str = "30d";
-/// How long collateral made for the simulated platform is valid.
-const SIM_COLLATERAL_SECS: u64 = 24 * 3600;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -294,26 +287,14 @@ fn verify_live(args: &VerifyArgs, url: &str) -> Result<(), Failure> {
     let options = options(args)?;
     let mut policy = options.policy.clone();
     if let Some(path) = &args.allowlist {
-        let bytes = read_capped(path, easyenclave::allowlist::MAX_ALLOWLIST_BYTES)?;
+        let bytes = read_capped(path, easyenclave::allowlist::MAX_ALLOWLIST_BYTES as u64)?;
         policy = policy.with_allowlist(
             easyenclave::allowlist::Allowlist::from_json(&bytes)
                 .with_context(|| format!("allowlist {}", path.display()))?,
         );
     }
-    let collateral = match options.collateral {
-        CollateralChoice::Given(collateral) => CollateralSupply::Fixed(collateral),
-        CollateralChoice::Service { source, cache } => CollateralSupply::Service {
-            source,
-            cache: match cache {
-                Some(cache) => cache,
-                None => CollateralCache::new(
-                    easyenclave::collateral::default_cache_dir()
-                        .context("no collateral cache directory: use --cache-dir")?,
-                ),
-            },
-            options: FetchOptions::default(),
-        },
-    };
+    let collateral = CollateralSupply::from_choice(options.collateral)
+        .context("collateral (use --collateral or --cache-dir)")?;
     let verifier = Verifier::with_root(options.trust_root, policy);
     let trust = AgentTrust::new(verifier, collateral, args.repo.clone());
     let rejected = |e: AgentError| {
@@ -391,19 +372,16 @@ fn options(args: &VerifyArgs) -> anyhow::Result<ConnectOptions> {
     accepted_variants.extend(&args.accept_variant);
     let (trust_root, sim) = match &args.root {
         RootArg::Intel => (TrustRoot::IntelProduction, None),
-        RootArg::File(path) => (
-            TrustRoot::Explicit(input::read_binary(path, MAX_ROOT_FILE).context("--root")?),
-            None,
-        ),
+        RootArg::File(path) => (TrustRoot::Explicit(root_certificate(path)?), None),
         RootArg::Sim => {
-            let pki = SimPki::from_seed(DEV_SEED).context("building the simulated platform")?;
+            let pki = sim_pki()?;
             accepted_variants.push(Variant::Sim);
             (TrustRoot::Explicit(pki.root_ca_der().to_vec()), Some(pki))
         }
     };
     let collateral = match (&args.collateral, &sim) {
         (Some(path), _) => {
-            let json = read_capped(path, MAX_COLLATERAL_JSON_BYTES)?;
+            let json = read_capped(path, MAX_COLLATERAL_JSON_BYTES as u64)?;
             CollateralChoice::Given(
                 Collateral::from_json(&json)
                     .with_context(|| format!("collateral {}", path.display()))?,
@@ -417,11 +395,7 @@ fn options(args: &VerifyArgs) -> anyhow::Result<ConnectOptions> {
                     .context("system clock is before 1970")?
                     .as_secs(),
             };
-            let issued = now.saturating_sub(60);
-            CollateralChoice::Given(Collateral::from(
-                pki.collateral(issued, now.saturating_add(SIM_COLLATERAL_SECS))
-                    .context("making collateral for the simulated platform")?,
-            ))
+            CollateralChoice::Given(sim_collateral(pki, now)?)
         }
         (None, _) => CollateralChoice::Service {
             source: match &args.pccs {
@@ -452,19 +426,6 @@ fn options(args: &VerifyArgs) -> anyhow::Result<ConnectOptions> {
         now: args.now,
         ..ConnectOptions::default()
     })
-}
-
-/// A local file of at most `max` bytes, refused before it is read whole.
-fn read_capped(path: &Path, max: usize) -> anyhow::Result<Vec<u8>> {
-    let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1))
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    if bytes.len() > max {
-        bail!("{} is too large: the limit is {max} bytes", path.display());
-    }
-    Ok(bytes)
 }
 
 /// The human summary of a verified deployment.
