@@ -6,7 +6,8 @@
 //! ee-host under QEMU TCG (`-smp 1`, dockerd inside), attests the agent live
 //! over RA-TLS, deploys the example bundle with `ee deploy` (an image loaded
 //! offline, a private GREETING), verifies the published release with
-//! `ee verify` and calls the service through the verified client.
+//! `ee verify` and calls the service through the verified client and on its
+//! forwarded port.
 //!
 //! On top of the script's own checks this test asserts what it published
 //! (release, sealed event log with config, bundle and seal events, the bundle
@@ -168,7 +169,13 @@ fn demo_deploys_publishes_and_verifies_end_to_end() {
         page.contains(&format!("hello from Easy Enclave: {marker}")),
         "{page}"
     );
-    // ...and nothing the run left on the host holds it, except the page the
+    // ...and on the port ee-host forwards to it.
+    let forwarded = summary["forwarded"].as_str().unwrap();
+    assert!(
+        forwarded.contains(&format!("hello from Easy Enclave: {marker}")),
+        "{forwarded}"
+    );
+    // Nothing the run left on the host holds it, except the pages the
     // service itself answered with.
     assert!(
         work.join("serial.log").metadata().unwrap().len() > 0,
@@ -177,7 +184,10 @@ fn demo_deploys_publishes_and_verifies_end_to_end() {
     assert!(work.join("github-state.json").is_file());
     let leaks: Vec<PathBuf> = files_containing(&work, marker.as_bytes())
         .into_iter()
-        .filter(|p| p.file_name().is_some_and(|n| n != "page.txt"))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n != "page.txt" && n != "forwarded.txt")
+        })
         .collect();
     assert!(leaks.is_empty(), "private value found in {leaks:?}");
     // In the script's own output it appears only where the service's answer
