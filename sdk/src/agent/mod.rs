@@ -18,7 +18,8 @@
 //! [`AgentClient::attest`] asks the agent for a quote over a fresh nonce
 //! (`GET /attestation?nonce=HEX`), verifies it the same way, checks that it
 //! binds the nonce, that the event log replays to its RTMR3, and that the
-//! measured launch config names the expected repo. [`AgentClient::deploy`]
+//! measured launch config names the expected repo and the expected GitHub
+//! API ([`AgentTrust::expected_github_api_url`]). [`AgentClient::deploy`]
 //! refuses to send a token before that has succeeded on the same client.
 //!
 //! Requests are HTTP/1.1, one per connection, with timeouts and a cap on the
@@ -245,6 +246,17 @@ impl AgentClient {
                 measured: launch_config.repo,
             });
         }
+        // The agent sends the deployer's token to this API and fetches
+        // bundles from it: a host-chosen one must never be accepted.
+        if !crate::launch::same_github_api(
+            &self.trust.expected_github_api_url,
+            &launch_config.github_api_url,
+        ) {
+            return Err(AgentError::GithubApiMismatch {
+                expected: self.trust.expected_github_api_url.clone(),
+                measured: launch_config.github_api_url,
+            });
+        }
         let attested = Attested {
             quote,
             event_log: challenge.event_log,
@@ -277,9 +289,9 @@ impl AgentClient {
     }
 
     /// `POST /deploy` with `Authorization: Bearer <token>`. Refused before a
-    /// successful [`AgentClient::attest`] on this client, and when the
-    /// agent's measured GitHub API URL is not `https://` (unless the trust
-    /// allows it for a test server).
+    /// successful [`AgentClient::attest`] on this client, when the agent's
+    /// measured GitHub API is not the expected one, and when it is not
+    /// `https://` (unless the trust allows it for a test server).
     pub fn deploy(
         &self,
         token: &str,
@@ -289,6 +301,14 @@ impl AgentClient {
             Some(Some(attested)) => attested.launch_config.github_api_url.clone(),
             _ => return Err(AgentError::NotAttested),
         };
+        // `attest` checked this already; checked again here, next to the
+        // send, so no later change to `attest` can let a token through.
+        if !crate::launch::same_github_api(&self.trust.expected_github_api_url, &github_api_url) {
+            return Err(AgentError::GithubApiMismatch {
+                expected: self.trust.expected_github_api_url.clone(),
+                measured: github_api_url,
+            });
+        }
         if !github_api_url.starts_with("https://") && !self.trust.allow_http_github_api {
             return Err(AgentError::InsecureGitHubApi {
                 url: github_api_url,

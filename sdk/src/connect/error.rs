@@ -215,6 +215,19 @@ pub enum ConnectError {
         /// The repo in the measured config event.
         measured: String,
     },
+    /// The TD was measured with another GitHub API than the one the verifier
+    /// reads from: a host-chosen API received the deployer's token and
+    /// served the bundle, and could have published this document.
+    #[error(
+        "the TD's measured launch config names GitHub API {measured:?}, but the verifier \
+         expects {expected:?}"
+    )]
+    GithubApi {
+        /// The API the options name.
+        expected: String,
+        /// The API in the measured config event.
+        measured: String,
+    },
     /// The event log records no deployed bundle.
     #[error("the event log records no bundle: nothing was deployed")]
     NoBundle,
@@ -291,6 +304,7 @@ impl ConnectError {
             ConnectError::ImageMismatch { .. } => "image_id",
             ConnectError::ReleaseMismatch { .. } => "release_mismatch",
             ConnectError::RepoBinding { .. } => "repo_binding",
+            ConnectError::GithubApi { .. } => "github_api",
             ConnectError::NoBundle => "no_bundle",
             ConnectError::BundleMismatch { .. } => "bundle_mismatch",
             ConnectError::Unsealed => "unsealed",

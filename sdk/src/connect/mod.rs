@@ -6,8 +6,9 @@
 //! in this order (each failure is its own [`ConnectError`] variant):
 //!
 //! 1. the document parses and agrees with its own measured launch config;
-//! 2. the allowlist it names is published by a trusted publisher (when the
-//!    options name some), and its bytes hash to the document's SHA-256;
+//! 2. the allowlist it names is published by a trusted publisher (by default
+//!    [`OFFICIAL_IMAGE_PUBLISHER`]) or is the verifier's own file, and its
+//!    bytes hash to the SHA-256 the quote binds;
 //! 3. the quote passes DCAP under the trust root and policy (TCB status,
 //!    advisories, unsafe TD attributes);
 //! 4. REPORTDATA is the hash of the document's statement (repo, endpoint,
@@ -16,7 +17,9 @@
 //! 6. MRTD, RTMR0-2, TD attributes and XFAM match an allowlist entry of an
 //!    accepted image variant (and the measured image id is the allowlist's);
 //! 7. the document was made for the release it is published on;
-//! 8. the measured launch config binds the TD to the repo asked for;
+//! 8. the measured launch config binds the TD to the repo asked for, and
+//!    names the GitHub API the verifier reads from (`github_api_url`): a TD
+//!    measured with another API sent its deployer's token there;
 //! 9. a bundle was deployed (and is the expected one, if given);
 //! 10. the TD is sealed (unless unsealed deployments are allowed);
 //! 11. the document is fresh: no older than `max_age`, not from the future.
@@ -38,8 +41,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::allowlist::Variant;
-use crate::attestation::{AttestationDocument, MAX_DOCUMENT_BYTES};
+use crate::allowlist::{Allowlist, Variant};
+use crate::attestation::{AllowlistRef, AttestationDocument, MAX_DOCUMENT_BYTES};
 use crate::eventlog::{BundleEvent, EventLog};
 use crate::github::{GitHub, GithubError, RepoName, RetryPolicy, Timeouts};
 use crate::launch::DEFAULT_GITHUB_API_URL;
@@ -49,7 +52,7 @@ use crate::verify::{Policy, TrustRoot};
 pub use collateral_choice::{CollateralChoice, CollateralOrigin};
 pub use error::{CollateralProblem, ConnectError};
 #[cfg(feature = "agent-client")]
-pub use live::open;
+pub use live::{open, verify_agent, VerifiedAgent};
 pub use release::{DEPLOY_TAG_PREFIX, DOCUMENT_ASSET};
 
 /// Default [`ConnectOptions::max_age`]: 30 days. The agent publishes once per
@@ -57,6 +60,11 @@ pub use release::{DEPLOY_TAG_PREFIX, DOCUMENT_ASSET};
 /// replayed as current; a service older than this must be redeployed or
 /// checked with a larger limit.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The repository whose releases publish the project's official images and
+/// their allowlists: the default, and only, trusted publisher of
+/// [`ConnectOptions::default`].
+pub const OFFICIAL_IMAGE_PUBLISHER: &str = "easy-enclave/easy-enclave";
+
 /// Default [`ConnectOptions::max_clock_skew`]: 5 minutes.
 pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 
@@ -79,10 +87,16 @@ pub struct ConnectOptions {
     /// never accepted under Intel's root, whatever this says.
     pub accepted_variants: Vec<Variant>,
     /// Publishers (`owner/repo`) whose release-asset allowlists are trusted.
-    /// Empty: whichever the document names (the result reports it).
+    /// Default: [`OFFICIAL_IMAGE_PUBLISHER`] alone, so only the project's own
+    /// images verify. Empty is accepted only together with an allowlist
+    /// file ([`Self::allowlist_override`]) or a pinned list
+    /// ([`Policy::allowlist`]); otherwise nothing says which images to
+    /// trust and [`connect_with`] refuses to run.
     pub allowlist_publishers: Vec<RepoName>,
-    /// Read the allowlist from this file instead of downloading it (for
-    /// air-gapped use). Its bytes must still hash to the document's SHA-256.
+    /// Read the allowlist from this file instead of downloading it. The file
+    /// is the verifier's own, so it is trusted whoever published it (the
+    /// publishers are not consulted); its bytes must still hash to the
+    /// SHA-256 the TD attested.
     pub allowlist_override: Option<PathBuf>,
     /// Where collateral comes from.
     pub collateral: CollateralChoice,
@@ -104,7 +118,8 @@ pub struct ConnectOptions {
 
 impl Default for ConnectOptions {
     /// github.com, Intel's root, the default policy (UpToDate only),
-    /// production images, collateral from Intel PCS through the default cache,
+    /// production images whose allowlist [`OFFICIAL_IMAGE_PUBLISHER`]
+    /// published, collateral from Intel PCS through the default cache,
     /// sealed required, [`DEFAULT_MAX_AGE`].
     fn default() -> Self {
         ConnectOptions {
@@ -113,7 +128,11 @@ impl Default for ConnectOptions {
             trust_root: TrustRoot::IntelProduction,
             policy: Policy::default(),
             accepted_variants: vec![Variant::Production],
-            allowlist_publishers: Vec::new(),
+            // A constant that parses; were it ever not to, the list would
+            // be empty and `connect_with` would refuse to run: fail closed.
+            allowlist_publishers: RepoName::parse(OFFICIAL_IMAGE_PUBLISHER)
+                .into_iter()
+                .collect(),
             allowlist_override: None,
             collateral: CollateralChoice::default(),
             expect_bundle: None,
@@ -277,8 +296,7 @@ pub fn connect_with(repo: &str, options: &ConnectOptions) -> Result<VerifiedServ
         allowlist: VerifiedAllowlist {
             url: document.allowlist.url.clone(),
             sha256: document.allowlist.sha256,
-            publisher_pinned: allowlist.publisher.is_some()
-                && !options.allowlist_publishers.is_empty(),
+            publisher_pinned: allowlist.publisher_pinned,
             publisher: allowlist.publisher.map(|p| p.to_string()),
             from_file: allowlist.from_file,
             image_id: allowlist.allowlist.image_id.clone(),
@@ -290,6 +308,26 @@ pub fn connect_with(repo: &str, options: &ConnectOptions) -> Result<VerifiedServ
         collateral: collateral_origin,
         http_requests: github.requests_sent() + plain.requests_sent,
     })
+}
+
+/// The allowlist published at `url` and the reference a deploy request
+/// carries for it (the URL and the SHA-256 of the bytes downloaded). `url`
+/// must be a release asset, on the GitHub the options name, of one of
+/// [`ConnectOptions::allowlist_publishers`]; anything else is refused
+/// before it is downloaded.
+pub fn published_allowlist(
+    url: &str,
+    options: &ConnectOptions,
+) -> Result<(Allowlist, AllowlistRef), ConnectError> {
+    let github = github_client(options)?;
+    let (allowlist, sha256) = allowlist_source::published(url, options, &github)?;
+    Ok((
+        allowlist,
+        AllowlistRef {
+            url: url.to_owned(),
+            sha256,
+        },
+    ))
 }
 
 /// The tag of the newest deploy release with a document, and the document.
