@@ -95,9 +95,9 @@ pub(crate) fn check(
         .config()
         .map(|config| config.github_api_url.as_str())
         .unwrap_or_default();
-    if !same_github_api(&options.github_api_url, measured_api) {
+    if !same_github_api(options.expected_td_github_api(), measured_api) {
         return Err(ConnectError::GithubApi {
-            expected: options.github_api_url.clone(),
+            expected: options.expected_td_github_api().to_owned(),
             measured: measured_api.to_owned(),
         });
     }

@@ -69,9 +69,9 @@ pub fn verify_agent(
         collateral,
         repo,
     )
-    .with_github_api_url(options.github_api_url.clone());
+    .with_github_api_url(options.expected_td_github_api());
     // The caller named a plain-http API itself (a local test server).
-    trust.allow_http_github_api = options.github_api_url.starts_with("http://");
+    trust.allow_http_github_api = options.expected_td_github_api().starts_with("http://");
     let live = |source| ConnectError::Live {
         endpoint: url.to_owned(),
         source: Box::new(source),
@@ -146,8 +146,9 @@ pub fn open(
     let mut policy = options.policy.clone();
     policy.allowlist = None;
     let verifier = Verifier::with_root(options.trust_root.clone(), policy);
-    let trust = AgentTrust::new(verifier, collateral, service.repo.clone())
-        .with_github_api_url(options.github_api_url.clone());
+    let mut trust = AgentTrust::new(verifier, collateral, service.repo.clone())
+        .with_github_api_url(options.expected_td_github_api());
+    trust.allow_http_github_api = options.expected_td_github_api().starts_with("http://");
     let live = |source| ConnectError::Live {
         endpoint: service.endpoint.clone(),
         source: Box::new(source),

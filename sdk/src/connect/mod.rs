@@ -74,6 +74,11 @@ pub struct ConnectOptions {
     /// GitHub REST API base URL: `https://api.github.com`, a GitHub
     /// Enterprise Server root (`https://HOST/api/v3`) or a test server.
     pub github_api_url: String,
+    /// The GitHub API the TD must have been measured with, when it reaches
+    /// the same GitHub at another address than the verifier does (a dev TD
+    /// behind QEMU's NAT reaching a local test server at 10.0.2.2). Default
+    /// (`None`): [`Self::github_api_url`].
+    pub td_github_api_url: Option<String>,
     /// A GitHub token, for private repos and higher rate limits. Sent only
     /// to the API's own origin, never to release storage.
     pub github_token: Option<String>,
@@ -124,6 +129,7 @@ impl Default for ConnectOptions {
     fn default() -> Self {
         ConnectOptions {
             github_api_url: DEFAULT_GITHUB_API_URL.to_owned(),
+            td_github_api_url: None,
             github_token: None,
             trust_root: TrustRoot::IntelProduction,
             policy: Policy::default(),
@@ -146,11 +152,21 @@ impl Default for ConnectOptions {
     }
 }
 
+impl ConnectOptions {
+    /// The GitHub API a TD must have been measured with.
+    pub fn expected_td_github_api(&self) -> &str {
+        self.td_github_api_url
+            .as_deref()
+            .unwrap_or(&self.github_api_url)
+    }
+}
+
 impl std::fmt::Debug for ConnectOptions {
     /// Everything but the token's value.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnectOptions")
             .field("github_api_url", &self.github_api_url)
+            .field("td_github_api_url", &self.td_github_api_url)
             .field(
                 "github_token",
                 &self.github_token.as_ref().map(|_| "<redacted>"),

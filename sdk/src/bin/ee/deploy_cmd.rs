@@ -99,6 +99,11 @@ pub struct DeployArgs {
     /// with any other API is refused before anything is sent.
     #[arg(long, value_name = "URL", default_value = DEFAULT_GITHUB_API_URL)]
     api_url: String,
+    /// The GitHub API the agent must have been launched with, when it
+    /// reaches GitHub at another address than --api-url (a dev TD behind
+    /// QEMU's NAT reaching a local test server) [default: --api-url].
+    #[arg(long, value_name = "URL")]
+    td_api_url: Option<String>,
     /// Private environment from a file of NAME=VALUE lines (# comments).
     #[arg(long, value_name = "FILE")]
     env_file: Option<PathBuf>,
@@ -194,13 +199,18 @@ pub fn run(args: DeployArgs) -> Result<(), Failure> {
 
 /// A plain-http API would carry the token in clear text: only on request.
 fn check_api_url(args: &DeployArgs) -> anyhow::Result<()> {
-    canonical_api_url(&args.api_url).map_err(|p| anyhow!("--api-url: {p}"))?;
-    if args.api_url.starts_with("http://") && !args.allow_http_github_api {
-        bail!(
-            "--api-url {}: the agent would send your token over plain http; add \
-             --allow-http-github-api if this is a local test server",
-            args.api_url
-        );
+    for (flag, url) in [
+        ("--api-url", Some(&args.api_url)),
+        ("--td-api-url", args.td_api_url.as_ref()),
+    ] {
+        let Some(url) = url else { continue };
+        canonical_api_url(url).map_err(|p| anyhow!("{flag}: {p}"))?;
+        if url.starts_with("http://") && !args.allow_http_github_api {
+            bail!(
+                "{flag} {url}: plain http carries your token in clear text; add \
+                 --allow-http-github-api if this is a local test server"
+            );
+        }
     }
     Ok(())
 }
@@ -258,6 +268,7 @@ fn connect_options(args: &DeployArgs) -> anyhow::Result<ConnectOptions> {
     }
     Ok(ConnectOptions {
         github_api_url: args.api_url.clone(),
+        td_github_api_url: args.td_api_url.clone(),
         trust_root,
         policy,
         accepted_variants,

@@ -75,6 +75,11 @@ pub struct VerifyArgs {
     /// or a test server).
     #[arg(long, value_name = "URL", default_value = DEFAULT_GITHUB_API_URL)]
     api_url: String,
+    /// The GitHub API the TD must have been launched with, when it reaches
+    /// GitHub at another address than --api-url (a dev TD behind QEMU's NAT
+    /// reaching a local test server) [default: --api-url].
+    #[arg(long, value_name = "URL")]
+    td_api_url: Option<String>,
     /// Read a GitHub token from this environment variable (private repos,
     /// rate limits). It is sent only to the API's own origin.
     #[arg(long, value_name = "VAR")]
@@ -464,6 +469,7 @@ fn options(args: &VerifyArgs) -> anyhow::Result<ConnectOptions> {
     };
     Ok(ConnectOptions {
         github_api_url: args.api_url.clone(),
+        td_github_api_url: args.td_api_url.clone(),
         github_token,
         trust_root,
         policy,
