@@ -649,7 +649,7 @@ mod tests {
             assert!(!same_github_api("https://api.github.com", other), "{other}");
         }
         assert_eq!(
-            canonical_api_url("HTTPS://Ghe.Example/api/v3/").unwrap(),
+            canonical_api_url("https://Ghe.Example/api/v3/").unwrap(),
             "https://ghe.example:443/api/v3"
         );
     }

@@ -78,6 +78,9 @@ fn allowlist_with_mrtd(mrtd: rtmr::Measurement) -> Allowlist {
             rtmr0: config.rtmrs[0],
             rtmr1: config.rtmrs[1],
             rtmr2: config.rtmrs[2],
+            mrconfigid: [0; 48],
+            mrowner: [0; 48],
+            mrownerconfig: [0; 48],
             profile: Profile {
                 qemu_version: "10.1.0".into(),
                 ovmf: [0; 32],

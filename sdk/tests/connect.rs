@@ -80,6 +80,9 @@ fn allowlist_for(td: &SimTdConfig) -> Allowlist {
             rtmr0: td.rtmrs[0],
             rtmr1: td.rtmrs[1],
             rtmr2: td.rtmrs[2],
+            mrconfigid: [0; 48],
+            mrowner: [0; 48],
+            mrownerconfig: [0; 48],
             profile: Profile {
                 qemu_version: "10.1.0".to_owned(),
                 ovmf: [0x0f; 32],
@@ -108,6 +111,8 @@ struct Deployment {
     /// Appended to the log without extending RTMR3 (a log that lies).
     unmeasured: Option<Event>,
     tee_tcb_svn: Option<[u8; 16]>,
+    /// MRCONFIGID, MROWNER, MROWNERCONFIG as the host set them at launch.
+    owner_registers: Option<[u8; 48]>,
     allowlist: AllowlistRef,
     /// The GitHub API the host put in the launch config.
     github_api_url: String,
@@ -121,6 +126,9 @@ impl Deployment {
             pki(),
             SimTdConfig {
                 tee_tcb_svn: self.tee_tcb_svn,
+                mr_config_id: self.owner_registers.unwrap_or([0; 48]),
+                mr_owner: self.owner_registers.unwrap_or([0; 48]),
+                mr_owner_config: self.owner_registers.unwrap_or([0; 48]),
                 ..td_config()
             },
         );
@@ -272,6 +280,7 @@ impl World {
             sealed: true,
             unmeasured: None,
             tee_tcb_svn: None,
+            owner_registers: None,
             allowlist: self.allowlist.clone(),
             github_api_url: self.server.base_url(),
         }
@@ -1094,4 +1103,21 @@ fn a_td_measured_with_another_github_api_is_rejected() {
     }
     assert_eq!(err.check(), "github_api");
     assert!(err.is_rejection());
+}
+
+/// S11: MRCONFIGID, MROWNER and MROWNERCONFIG are set by the host at launch;
+/// a value no allowlist entry names is refused, register by register.
+#[test]
+fn host_chosen_owner_registers_are_refused() {
+    let world = World::new();
+    let mut owned = world.deployment(TAG);
+    owned.owner_registers = Some([0x66; 48]);
+    world.deploy(&owned);
+    let err = world.connect(&world.options()).unwrap_err();
+    let ConnectError::Measurements { mismatch, .. } = &err else {
+        panic!("{err}");
+    };
+    let named: Vec<&str> = mismatch.registers.iter().map(|r| r.register).collect();
+    assert_eq!(named, ["mrconfigid", "mrowner", "mrownerconfig"], "{err}");
+    assert!(err.to_string().contains("mrconfigid"), "{err}");
 }

@@ -592,6 +592,9 @@ fn sample_td() -> TdMeasurements {
         rtmr0: hex48(&entry["rtmr0"]),
         rtmr1: hex48(&entry["rtmr1"]),
         rtmr2: hex48(&entry["rtmr2"]),
+        mrconfigid: [0; 48],
+        mrowner: [0; 48],
+        mrownerconfig: [0; 48],
         td_attributes: 0x1000_0000,
         xfam: 0x602e7,
     }

@@ -142,14 +142,7 @@ fn check_measurements(
     td: &TdReport10,
     options: &ConnectOptions,
 ) -> Result<MeasurementSet, ConnectError> {
-    let registers = TdMeasurements {
-        mrtd: td.mr_td,
-        rtmr0: td.rtmr0,
-        rtmr1: td.rtmr1,
-        rtmr2: td.rtmr2,
-        td_attributes: td.td_attributes.value(),
-        xfam: u64::from_le_bytes(td.xfam),
-    };
+    let registers = TdMeasurements::of(td);
     let entry = evidence
         .allowlist
         .check(&registers)

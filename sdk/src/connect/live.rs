@@ -80,14 +80,7 @@ pub fn verify_agent(
     let attested = client.attest().map_err(live)?;
     let td = &attested.quote.measurements;
     let entry = allowlist
-        .check(&crate::allowlist::TdMeasurements {
-            mrtd: td.mr_td,
-            rtmr0: td.rtmr0,
-            rtmr1: td.rtmr1,
-            rtmr2: td.rtmr2,
-            td_attributes: td.td_attributes.value(),
-            xfam: u64::from_le_bytes(td.xfam),
-        })
+        .check(&crate::allowlist::TdMeasurements::of(td))
         .map_err(|mismatch| ConnectError::Measurements {
             list: "the verifier's allowlist".to_owned(),
             mismatch: Box::new(mismatch),
