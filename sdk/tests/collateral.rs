@@ -597,7 +597,9 @@ fn cache_files_are_written_atomically_with_public_modes() {
     let cache_dir = dir.path().join("collateral");
     let cache = CollateralCache::new(&cache_dir);
     let key = tdx_key();
-    cache.put_at(&key, &sample("tdx_quote"), TDX_QUOTE_NOW).unwrap();
+    cache
+        .put_at(&key, &sample("tdx_quote"), TDX_QUOTE_NOW)
+        .unwrap();
 
     let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&cache_dir), 0o755);

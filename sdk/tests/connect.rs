@@ -456,8 +456,11 @@ fn an_old_deployment_is_stale_and_a_future_one_is_refused() {
         } => assert_eq!((age_secs, max_age_secs), (2 * DAY, DAY)),
         other => panic!("{other}"),
     }
+    // (The release was created now, so the two-day-old timestamp also
+    // disagrees with GitHub's clock; see the test below.)
     let options = ConnectOptions {
         max_age: Duration::from_secs(3 * DAY),
+        max_publish_skew: Duration::from_secs(3 * DAY),
         ..world.options()
     };
     assert_eq!(world.connect(&options).unwrap().age_secs, 2 * DAY);
@@ -1120,4 +1123,34 @@ fn host_chosen_owner_registers_are_refused() {
     let named: Vec<&str> = mismatch.registers.iter().map(|r| r.register).collect();
     assert_eq!(named, ["mrconfigid", "mrowner", "mrownerconfig"], "{err}");
     assert!(err.to_string().contains("mrconfigid"), "{err}");
+}
+
+/// S12: the TD's clock is the host's. A host that runs it 20 days ahead
+/// gets a document that looks brand new 20 days from now; the release's
+/// `created_at` (GitHub's clock) gives it away.
+#[test]
+fn a_td_clock_set_ahead_is_caught_by_the_release_time() {
+    let world = World::new();
+    let mut ahead = world.deployment(TAG);
+    ahead.timestamp = world.now + 20 * DAY;
+    world.deploy(&ahead);
+    let later = ConnectOptions {
+        now: Some(world.now + 20 * DAY + 60),
+        ..world.options()
+    };
+    let err = world.connect(&later).unwrap_err();
+    match &err {
+        ConnectError::ReleaseTime {
+            release,
+            timestamp,
+            max_skew_secs,
+            ..
+        } => {
+            assert_eq!(release, TAG);
+            assert_eq!(*timestamp, world.now + 20 * DAY);
+            assert_eq!(*max_skew_secs, 600);
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(err.check(), "release_time");
 }

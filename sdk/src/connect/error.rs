@@ -252,6 +252,21 @@ pub enum ConnectError {
         /// The accepted age.
         max_age_secs: u64,
     },
+    /// The document's timestamp disagrees with when GitHub created the release.
+    #[error(
+        "the attestation's timestamp {timestamp} is more than {max_skew_secs} s from release \
+         {release:?}'s created_at {created_at:?} (the TD's clock disagrees with GitHub's)"
+    )]
+    ReleaseTime {
+        /// The release.
+        release: String,
+        /// Its `created_at` as GitHub gave it.
+        created_at: String,
+        /// The document's timestamp (Unix seconds).
+        timestamp: u64,
+        /// The accepted difference.
+        max_skew_secs: u64,
+    },
     /// The document's timestamp is in the future beyond the accepted clock skew.
     #[error("the attestation's timestamp {timestamp} is {ahead_secs} s in the future (clock skew allowed: {max_skew_secs} s)")]
     FutureTimestamp {
@@ -310,6 +325,7 @@ impl ConnectError {
             ConnectError::Unsealed => "unsealed",
             ConnectError::Stale { .. } => "stale",
             ConnectError::FutureTimestamp { .. } => "future_timestamp",
+            ConnectError::ReleaseTime { .. } => "release_time",
             #[cfg(feature = "agent-client")]
             ConnectError::Live { .. } => "live_agent",
             ConnectError::LiveMismatch { .. } => "live_mismatch",

@@ -22,7 +22,9 @@
 //!    measured with another API sent its deployer's token there;
 //! 9. a bundle was deployed (and is the expected one, if given);
 //! 10. the TD is sealed (unless unsealed deployments are allowed);
-//! 11. the document is fresh: no older than `max_age`, not from the future.
+//! 11. the document is fresh: no older than `max_age`, not from the future,
+//!     and its timestamp (the TD's clock, which the host sets) agrees with
+//!     the release's `created_at` (GitHub's clock).
 //!
 //! The claims (7-11) are judged only after 3-5 established that the TD
 //! attested them. Nothing in the document is trusted for being there.
@@ -64,6 +66,10 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// their allowlists: the default, and only, trusted publisher of
 /// [`ConnectOptions::default`].
 pub const OFFICIAL_IMAGE_PUBLISHER: &str = "easy-enclave/easy-enclave";
+
+/// Default [`ConnectOptions::max_publish_skew`]: 10 minutes (the agent
+/// creates the release, then makes the quote and uploads the document).
+pub const DEFAULT_MAX_PUBLISH_SKEW: Duration = Duration::from_secs(10 * 60);
 
 /// Default [`ConnectOptions::max_clock_skew`]: 5 minutes.
 pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
@@ -113,6 +119,9 @@ pub struct ConnectOptions {
     pub max_age: Duration,
     /// How far in the future a document's timestamp may be.
     pub max_clock_skew: Duration,
+    /// How far the document's timestamp (the TD's clock) may be from the
+    /// release's `created_at` (GitHub's clock).
+    pub max_publish_skew: Duration,
     /// Verify as of this time (Unix seconds) instead of the system clock.
     pub now: Option<u64>,
     /// Connect and read timeouts of every request.
@@ -145,6 +154,7 @@ impl Default for ConnectOptions {
             allow_unsealed: false,
             max_age: DEFAULT_MAX_AGE,
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
+            max_publish_skew: DEFAULT_MAX_PUBLISH_SKEW,
             now: None,
             timeouts: Timeouts::default(),
             retry: RetryPolicy::default(),
@@ -181,6 +191,7 @@ impl std::fmt::Debug for ConnectOptions {
             .field("allow_unsealed", &self.allow_unsealed)
             .field("max_age", &self.max_age)
             .field("max_clock_skew", &self.max_clock_skew)
+            .field("max_publish_skew", &self.max_publish_skew)
             .field("now", &self.now)
             .field("timeouts", &self.timeouts)
             .field("retry", &self.retry)
@@ -278,7 +289,8 @@ pub fn connect_with(repo: &str, options: &ConnectOptions) -> Result<VerifiedServ
     let github = github_client(options)?;
     let mut plain = http::PlainHttps::new(options.timeouts.connect, options.timeouts.read);
 
-    let (release_tag, document) = newest_document(&github, &repo_name)?;
+    let (chosen, document) = newest_document(&github, &repo_name)?;
+    let release_tag = chosen.tag.clone();
     let allowlist = allowlist_source::obtain(&document.allowlist, options, &github, &mut plain)?;
     let (collateral, collateral_origin) =
         collateral_choice::obtain(&options.collateral, &document.quote, now)?;
@@ -295,6 +307,8 @@ pub fn connect_with(repo: &str, options: &ConnectOptions) -> Result<VerifiedServ
         options,
         now,
     )?;
+
+    check_release_time(&chosen, document.timestamp, options)?;
 
     let config = document.event_log.config();
     Ok(VerifiedService {
@@ -346,11 +360,34 @@ pub fn published_allowlist(
     ))
 }
 
-/// The tag of the newest deploy release with a document, and the document.
+/// The TD's clock, which the host controls, against GitHub's: the
+/// document's (attested) timestamp must be within
+/// [`ConnectOptions::max_publish_skew`] of the release's `created_at`, so a
+/// host cannot pass an old deployment off as fresh by setting the TD's
+/// clock forward.
+fn check_release_time(
+    chosen: &release::Chosen,
+    timestamp: u64,
+    options: &ConnectOptions,
+) -> Result<(), ConnectError> {
+    let created = crate::collateral::validity::parse_utc_seconds(&chosen.created_at);
+    let max_skew_secs = options.max_publish_skew.as_secs();
+    match created.map(|created| created.abs_diff(timestamp)) {
+        Some(skew) if skew <= max_skew_secs => Ok(()),
+        _ => Err(ConnectError::ReleaseTime {
+            release: chosen.tag.clone(),
+            created_at: chosen.created_at.clone(),
+            timestamp,
+            max_skew_secs,
+        }),
+    }
+}
+
+/// The newest deploy release with a document, and the document.
 fn newest_document(
     github: &GitHub,
     repo: &RepoName,
-) -> Result<(String, AttestationDocument), ConnectError> {
+) -> Result<(release::Chosen, AttestationDocument), ConnectError> {
     let mut chooser = release::ReleaseChooser::default();
     let chosen = github
         .find_release(repo, |r| chooser.consider(r))
@@ -380,7 +417,7 @@ fn newest_document(
             release: chosen.tag.clone(),
             source,
         })?;
-    Ok((chosen.tag, document))
+    Ok((chosen, document))
 }
 
 fn github_client(options: &ConnectOptions) -> Result<GitHub, ConnectError> {
