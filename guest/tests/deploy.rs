@@ -34,7 +34,7 @@ use ee_init::api::AgentApi;
 use ee_init::deploy::command::deliver_exit;
 use ee_init::deploy::seal::Sealing;
 use ee_init::deploy::{DeployEngine, Settings};
-use ee_init::http::{Handler, Request, Response};
+use ee_init::http::{Body, Handler, Request, Response};
 use ee_init::measured::MeasuredLog;
 use ee_init::root::FsRoot;
 use ee_init::supervisor::Exit;
@@ -45,6 +45,8 @@ use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
 const REPO: &str = "alice/app";
+/// Alice's credential: she owns the repo.
+const ALICE: [(&str, &str); 1] = [("Authorization", "Bearer t-alice")];
 /// A private env value that must never show up outside docker's environment.
 const MARKER: &str = "marker-7f3a9c1e-private-value";
 
@@ -198,16 +200,20 @@ impl Agent {
 
     fn call(&self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        self.api.handle(&Request {
-            method: method.into(),
-            path: path.into(),
-            query: query.into(),
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_ascii_lowercase(), (*v).to_owned()))
-                .collect(),
-            body: body.to_vec(),
-        })
+        self.api.handle(
+            &Request {
+                method: method.into(),
+                path: path.into(),
+                query: query.into(),
+                headers: headers
+                    .iter()
+                    .map(|(n, v)| (n.to_ascii_lowercase(), (*v).to_owned()))
+                    .collect(),
+                content_length: body.len() as u64,
+                peer: None,
+            },
+            &mut Body::from_bytes(body.to_vec()),
+        )
     }
 
     fn post_deploy(&self, token: &str, request: &DeployRequest) -> Response {
@@ -228,8 +234,9 @@ impl Agent {
         accepted.id
     }
 
+    /// The full status, as the deployer sees it.
     fn status(&self, id: &str) -> DeploymentStatus {
-        let response = self.call("GET", &format!("/status/{id}"), &[], b"");
+        let response = self.call("GET", &format!("/status/{id}"), &ALICE, b"");
         assert_eq!(response.status, 200, "{}", text(&response));
         DeploymentStatus::from_json(&response.body).unwrap()
     }
@@ -247,8 +254,9 @@ impl Agent {
         }
     }
 
+    /// The full list, as the deployer sees it.
     fn deployments(&self) -> DeploymentList {
-        let response = self.call("GET", "/deployments", &[], b"");
+        let response = self.call("GET", "/deployments", &ALICE, b"");
         assert_eq!(response.status, 200);
         DeploymentList::from_json(&response.body).unwrap()
     }
