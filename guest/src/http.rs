@@ -1348,6 +1348,36 @@ mod tests {
     }
 
     #[test]
+    fn a_full_opening_stage_evicts_the_oldest_of_the_busiest_client() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let socket = || TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let a = IpAddr::from([10, 0, 0, 1]);
+        let b = IpAddr::from([10, 0, 0, 2]);
+        let c = IpAddr::from([10, 0, 0, 3]);
+        let budget = Budget {
+            total: 4,
+            per_peer: 3,
+        };
+        let mut opening = Opening::default();
+        let mut ids = Vec::new();
+        for peer in [a, a, b, a] {
+            assert!(opening.make_room(peer, budget).is_empty());
+            ids.push(opening.insert(peer, socket()));
+        }
+        // Full (4): a newcomer from c evicts a's oldest, not b's only one.
+        let evicted = opening.make_room(c, budget);
+        assert_eq!(evicted.iter().map(|e| e.id).collect::<Vec<_>>(), [ids[0]]);
+        opening.insert(c, socket());
+        // a holds 2; a's third is fine, its fourth evicts its oldest left.
+        let room = opening.make_room(a, budget);
+        assert_eq!(room.iter().map(|e| e.id).collect::<Vec<_>>(), [ids[1]]);
+        let third = opening.insert(a, socket());
+        assert!(!opening.remove(ids[0]), "evicted entries are gone");
+        assert!(opening.remove(third));
+        assert_eq!(opening.entries.len(), 3);
+    }
+
+    #[test]
     fn failure_log_prints_once_per_interval_and_counts_the_rest() {
         let log = FailureLog::new(Duration::from_secs(10));
         let t0 = Instant::now();
