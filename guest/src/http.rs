@@ -237,19 +237,25 @@ impl<'a> Body<'a> {
     pub fn read(&mut self) -> Result<&[u8], RequestError> {
         if let BodyState::Unread { reader, length } = &mut self.state {
             let length = *length;
-            // Capacity up front (the length is within the cap), so the
-            // buffer is never reallocated, leaving an unwiped copy behind.
-            let capacity = usize::try_from(length).unwrap_or(0);
-            let mut body = Zeroizing::new(Vec::with_capacity(capacity));
-            reader
-                .take(length)
-                .read_to_end(&mut body)
-                .map_err(io_error)?;
-            if (body.len() as u64) < length {
-                return Err(RequestError::BadRequest(format!(
-                    "body ended after {} of {length} bytes",
-                    body.len()
-                )));
+            let size = usize::try_from(length).map_err(|_| RequestError::BodyTooLarge {
+                got: length,
+                limit: usize::MAX,
+            })?;
+            // One buffer of the declared size (within the cap), filled in
+            // place: never reallocated, so no unwiped copy is left behind.
+            let mut body = Zeroizing::new(vec![0u8; size]);
+            let mut filled = 0;
+            while filled < size {
+                match reader.read(&mut body[filled..]) {
+                    Ok(0) => {
+                        return Err(RequestError::BadRequest(format!(
+                            "body ended after {filled} of {length} bytes"
+                        )))
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(io_error(e)),
+                }
             }
             self.state = BodyState::Read(body);
         }
@@ -432,8 +438,9 @@ fn read_line<R: BufRead>(
     max: usize,
     too_long: impl Fn() -> RequestError,
 ) -> Result<Option<Zeroizing<Vec<u8>>>, RequestError> {
-    // Wiped on drop: a header line may carry a token. Growing it may leave
-    // earlier copies behind, so it starts with room for a typical line.
+    // Wiped on drop: a header line may carry a token. It grows by moving
+    // into a larger wiped buffer, never by reallocating in place, which
+    // would free an unwiped copy.
     let mut line = Zeroizing::new(Vec::with_capacity(256));
     loop {
         let available = reader.fill_buf().map_err(io_error)?;
@@ -452,6 +459,12 @@ fn read_line<R: BufRead>(
         };
         if line.len() + chunk.len() > max + 1 {
             return Err(too_long());
+        }
+        let needed = line.len() + chunk.len();
+        if needed > line.capacity() {
+            let mut larger = Zeroizing::new(Vec::with_capacity(needed.max(2 * line.capacity())));
+            larger.extend_from_slice(&line);
+            line = larger;
         }
         line.extend_from_slice(chunk);
         let used = chunk.len() + usize::from(done);
