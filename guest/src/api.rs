@@ -26,7 +26,8 @@
 //!
 //! Other paths get 404 listing the endpoints, other methods 405 with `Allow`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use easyenclave::attestation::{
@@ -34,6 +35,7 @@ use easyenclave::attestation::{
 };
 use easyenclave::deploy::{DeploymentState, DeploymentStatus, MAX_ID_LEN};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::deploy::auth::AuthError;
 use crate::deploy::{proxy, DeployEngine};
@@ -82,6 +84,13 @@ impl Default for QuoteLimit {
     }
 }
 
+/// How long a credential that passed for the full status view is
+/// remembered, so that `ee deploy` polling every second does not ask GitHub
+/// twice a second. Deploys always ask afresh.
+pub const VIEW_GRANT_TTL: Duration = Duration::from_secs(60);
+/// Credentials remembered at most (by SHA-256, never the credential itself).
+const MAX_VIEW_GRANTS: usize = 64;
+
 /// The agent API's state.
 pub struct AgentApi {
     measured: Arc<MeasuredLog>,
@@ -89,6 +98,9 @@ pub struct AgentApi {
     deploy: Result<DeployEngine, String>,
     tls: Option<AgentTls>,
     quotes: RateLimiter,
+    /// SHA-256 of `Authorization` values that passed for the full view →
+    /// until when.
+    view_grants: Mutex<HashMap<[u8; 32], Instant>>,
 }
 
 /// What a status request may see.
@@ -122,6 +134,7 @@ impl AgentApi {
                 let limit = QuoteLimit::default();
                 RateLimiter::new(limit.global, limit.per_peer)
             },
+            view_grants: Mutex::new(HashMap::new()),
         }
     }
 
@@ -174,13 +187,38 @@ impl AgentApi {
 
     /// The view `request` may have: full with a credential that passes the
     /// deploy check, public without one, an error for one that fails.
+    /// A credential that passed is remembered for [`VIEW_GRANT_TTL`].
     fn view(&self, engine: &DeployEngine, request: &Request) -> Result<View, Response> {
-        match request.header("authorization") {
-            None => Ok(View::Public),
-            Some(value) => match engine.authorize(Some(value)) {
-                Ok(_) => Ok(View::Full),
-                Err(e) => Err(auth_refusal(&e)),
-            },
+        let Some(value) = request.header("authorization") else {
+            return Ok(View::Public);
+        };
+        let key: [u8; 32] = Sha256::digest(value.as_bytes()).into();
+        let now = Instant::now();
+        // Each change is one insert or retain: consistent after a panic.
+        let granted = |grants: &HashMap<[u8; 32], Instant>| {
+            grants.get(&key).is_some_and(|until| *until > now)
+        };
+        if granted(
+            &self
+                .view_grants
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        ) {
+            return Ok(View::Full);
+        }
+        match engine.authorize(Some(value)) {
+            Ok(_) => {
+                let mut grants = self
+                    .view_grants
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                grants.retain(|_, until| *until > now);
+                if grants.len() < MAX_VIEW_GRANTS {
+                    grants.insert(key, now + VIEW_GRANT_TTL);
+                }
+                Ok(View::Full)
+            }
+            Err(e) => Err(auth_refusal(&e)),
         }
     }
 

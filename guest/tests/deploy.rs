@@ -1179,9 +1179,21 @@ fn status_without_credentials_shows_no_login_env_names_or_log() {
     let failed = agent.deploy(&request(BundleSource::Artifact { id: bad }));
     assert_eq!(agent.wait(&failed).state, DeploymentState::Failed);
 
-    // The deployer sees who deployed, the variable names and the log.
-    let full = agent.call("GET", &format!("/status/{running}"), &ALICE, b"");
-    assert!(text(&full).contains("alice") && text(&full).contains("API_KEY"));
+    // A caller with push access sees who deployed, the variable names and
+    // the log; the credential is checked with GitHub once, then remembered
+    // for a while.
+    agent.github.clear_requests();
+    for _ in 0..3 {
+        let carol = [("Authorization", "Bearer t-carol")];
+        let full = agent.call("GET", &format!("/status/{running}"), &carol, b"");
+        assert!(text(&full).contains("alice") && text(&full).contains("API_KEY"));
+    }
+    let asked = agent.github.requests();
+    assert_eq!(
+        asked.iter().filter(|r| r.path.ends_with("/user")).count(),
+        1,
+        "{asked:?}"
+    );
 
     for target in [
         format!("/status/{running}"),
