@@ -705,7 +705,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// a newcomer can evict it.
 struct OpeningEntry {
     id: u64,
-    peer: IpAddr,
+    peer: SocketAddr,
     since: Instant,
     socket: TcpStream,
 }
@@ -723,14 +723,14 @@ impl Opening {
     fn make_room(&mut self, peer: IpAddr, budget: Budget) -> Vec<OpeningEntry> {
         let mut evicted = Vec::new();
         loop {
-            let from_peer = self.entries.iter().filter(|e| e.peer == peer).count();
+            let from_peer = self.entries.iter().filter(|e| e.peer.ip() == peer).count();
             let victim_peer = if from_peer >= budget.per_peer.max(1) {
                 peer
             } else if self.entries.len() >= budget.total.max(1) {
                 // The client holding the most opening connections gives one up.
                 let mut counts: HashMap<IpAddr, usize> = HashMap::new();
                 for entry in &self.entries {
-                    *counts.entry(entry.peer).or_default() += 1;
+                    *counts.entry(entry.peer.ip()).or_default() += 1;
                 }
                 match counts.into_iter().max_by_key(|&(_, count)| count) {
                     Some((busiest, _)) => busiest,
@@ -743,7 +743,7 @@ impl Opening {
                 .entries
                 .iter()
                 .enumerate()
-                .filter(|(_, e)| e.peer == victim_peer)
+                .filter(|(_, e)| e.peer.ip() == victim_peer)
                 .min_by_key(|(_, e)| e.since)
                 .map(|(at, _)| at);
             match oldest {
@@ -753,7 +753,7 @@ impl Opening {
         }
     }
 
-    fn insert(&mut self, peer: IpAddr, socket: TcpStream) -> u64 {
+    fn insert(&mut self, peer: SocketAddr, socket: TcpStream) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
         self.entries.push(OpeningEntry {
@@ -963,13 +963,13 @@ fn admit(stream: TcpStream, peer: SocketAddr, server: &Arc<Server>) {
     let (evicted, id) = {
         let mut opening = lock(&server.opening);
         let evicted = opening.make_room(peer.ip(), server.limits.opening);
-        (evicted, opening.insert(peer.ip(), handle))
+        (evicted, opening.insert(peer, handle))
     };
     for entry in evicted {
         // The connection's thread sees the end of its stream and exits.
         let _ = entry.socket.shutdown(Shutdown::Both);
         server.failures.record(
-            SocketAddr::new(entry.peer, 0),
+            entry.peer,
             format_args!(
                 "closed after {} ms without a complete request head, to make room for a new connection",
                 entry.since.elapsed().as_millis()
@@ -1367,6 +1367,7 @@ mod tests {
         let a = IpAddr::from([10, 0, 0, 1]);
         let b = IpAddr::from([10, 0, 0, 2]);
         let c = IpAddr::from([10, 0, 0, 3]);
+        let at = |ip: IpAddr| SocketAddr::new(ip, 40000);
         let budget = Budget {
             total: 4,
             per_peer: 3,
@@ -1375,16 +1376,16 @@ mod tests {
         let mut ids = Vec::new();
         for peer in [a, a, b, a] {
             assert!(opening.make_room(peer, budget).is_empty());
-            ids.push(opening.insert(peer, socket()));
+            ids.push(opening.insert(at(peer), socket()));
         }
         // Full (4): a newcomer from c evicts a's oldest, not b's only one.
         let evicted = opening.make_room(c, budget);
         assert_eq!(evicted.iter().map(|e| e.id).collect::<Vec<_>>(), [ids[0]]);
-        opening.insert(c, socket());
+        opening.insert(at(c), socket());
         // a holds 2; a's third is fine, its fourth evicts its oldest left.
         let room = opening.make_room(a, budget);
         assert_eq!(room.iter().map(|e| e.id).collect::<Vec<_>>(), [ids[1]]);
-        let third = opening.insert(a, socket());
+        let third = opening.insert(at(a), socket());
         assert!(!opening.remove(ids[0]), "evicted entries are gone");
         assert!(opening.remove(third));
         assert_eq!(opening.entries.len(), 3);

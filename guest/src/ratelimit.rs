@@ -20,7 +20,9 @@ pub struct Rate {
 impl Rate {
     /// How far ahead of `now` a bucket's theoretical arrival time may be.
     fn slack(&self) -> Duration {
-        self.every * self.burst.saturating_sub(1)
+        self.every
+            .checked_mul(self.burst.saturating_sub(1))
+            .unwrap_or(Duration::MAX)
     }
 
     /// The bucket's next arrival time if a request at `now` passes, or how
@@ -31,7 +33,8 @@ impl Rate {
         if ahead > self.slack() {
             return Err(ahead - self.slack());
         }
-        Ok(tat + self.every)
+        // Beyond the clock's range only with absurd rates: then as full as now.
+        Ok(tat.checked_add(self.every).unwrap_or(tat))
     }
 }
 
