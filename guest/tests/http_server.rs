@@ -328,6 +328,53 @@ fn silent_connections_are_closed_after_the_read_timeout() {
 }
 
 #[test]
+fn a_handshake_trickled_byte_by_byte_is_closed_at_the_head_timeout() {
+    // Default limits: each byte arrives well within the 10 s read timeout,
+    // but the handshake never completes; the 5 s head timeout ends it (the
+    // whole-request deadline of 30 s used to).
+    let addr = start(Limits::default());
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    // A TLS handshake record header announcing 512 bytes, then its body.
+    let bytes = [0x16, 0x03, 0x01, 0x02, 0x00]
+        .into_iter()
+        .chain([0x01; 512]);
+    let t = Instant::now();
+    let mut closed = false;
+    for byte in bytes {
+        if t.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        if stream.write_all(&[byte]).is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            other => {
+                closed = true;
+                assert!(other.is_err(), "the server sent something: {other:?}");
+                break;
+            }
+        }
+    }
+    assert!(closed, "still open after {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "closed after {:?}; the head timeout is 5 s",
+        t.elapsed()
+    );
+}
+
+#[test]
 fn trickling_client_hits_the_request_deadline() {
     let addr = start(tight());
     let (mut tls, _) = connect_with(addr, &[&rustls::version::TLS13]);
