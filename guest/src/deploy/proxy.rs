@@ -10,10 +10,10 @@
 //! response. Chunked responses are decoded; the agent answers with a
 //! Content-Length.
 //!
-//! The client's `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host`
-//! and `Forwarded` are dropped and replaced by the proxy's own (the
-//! client's address, `https`, its `Host`), so the workload never sees a
-//! forwarded address the client made up. A response header value with a
+//! The client's `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host`,
+//! `Forwarded` and `X-Real-IP` are dropped, and the first three replaced by
+//! the proxy's own (the client's address, `https`, its `Host`), so the
+//! workload never sees a forwarded address the client made up. A response header value with a
 //! control character (a CR or LF inside it above all) is refused with 502
 //! naming the header: some clients split lines on a bare CR, which would let
 //! the workload forge the agent's own headers.
@@ -55,6 +55,7 @@ const DROPPED_REQUEST_HEADERS: &[&str] = &[
     "x-forwarded-proto",
     "x-forwarded-host",
     "forwarded",
+    "x-real-ip",
 ];
 
 /// Response headers passed back to the client (the agent sets
@@ -431,6 +432,7 @@ mod tests {
                 ("X-Forwarded-Proto".to_ascii_lowercase(), "http".into()),
                 ("x-forwarded-host".into(), "evil.example".into()),
                 ("forwarded".into(), "for=6.6.6.6".into()),
+                ("x-real-ip".into(), "6.6.6.6".into()),
             ],
             content_length: 3,
             peer: Some("192.0.2.7".parse().unwrap()),
