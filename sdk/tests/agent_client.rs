@@ -676,6 +676,42 @@ fn deploy_needs_attestation_then_sends_the_token_and_follows_status() {
 }
 
 #[test]
+fn status_with_a_token_sends_it_only_after_attestation() {
+    let agent = TestAgent::start(Spec::default());
+    let client = AgentClient::connect(&agent.url, sim_trust()).unwrap();
+    assert!(matches!(
+        client.status_as("d1", Some(TOKEN)).unwrap_err(),
+        AgentError::NotAttested
+    ));
+    assert!(matches!(
+        client.deployments_as(Some(TOKEN)).unwrap_err(),
+        AgentError::NotAttested
+    ));
+    assert!(agent.seen().is_empty());
+
+    client.attest().unwrap();
+    client.status_as("d1", Some(TOKEN)).unwrap();
+    client.deployments_as(Some(TOKEN)).unwrap();
+    client.status("d1").unwrap();
+    client.deployments().unwrap();
+    let bearer = format!("Bearer {TOKEN}");
+    let seen = agent.seen();
+    let with_token: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.header("authorization") == Some(bearer.as_str()))
+        .map(|s| s.path.as_str())
+        .collect();
+    assert_eq!(with_token, ["/status/d1", "/deployments"]);
+    assert_eq!(
+        seen.iter()
+            .filter(|s| s.header("authorization").is_some())
+            .count(),
+        2,
+        "the calls without a token carry none"
+    );
+}
+
+#[test]
 fn a_refused_deploy_carries_the_agents_status_and_reason() {
     let agent = TestAgent::start(Spec::default());
     let client = AgentClient::connect(&agent.url, sim_trust()).unwrap();
@@ -1105,6 +1141,16 @@ fn ee_deploy_sends_the_bundle_env_and_token_and_follows_to_running() {
         .map(|s| s.path.split('?').next().unwrap())
         .collect();
     assert_eq!(&order[..2], ["/attestation", "/deploy"]);
+    // The status polls carry the deploy's token: the agent shows the log
+    // and a failure's reason only to a caller with push access.
+    let polls: Vec<_> = seen.iter().filter(|s| s.path == "/status/d1").collect();
+    assert!(!polls.is_empty());
+    assert!(
+        polls
+            .iter()
+            .all(|s| s.header("authorization") == Some(format!("Bearer {TOKEN}").as_str())),
+        "every status poll carries the token"
+    );
 }
 
 #[test]

@@ -169,6 +169,19 @@ impl SubmitError {
     }
 }
 
+/// A caller whose credential passed [`DeployEngine::authorize`].
+pub struct Deployer {
+    token: Token,
+    login: String,
+}
+
+impl Deployer {
+    /// The GitHub login the credential belongs to.
+    pub fn login(&self) -> &str {
+        &self.login
+    }
+}
+
 /// What the engine shares with its deploy threads.
 struct Shared {
     config: LaunchConfig,
@@ -226,15 +239,25 @@ impl DeployEngine {
         })
     }
 
-    /// Handle `POST /deploy`: check the bearer token (`authorization` is the
-    /// header's value) and the body, then start the deploy in its own thread.
-    pub fn submit(
-        &self,
-        authorization: Option<&str>,
-        body: &[u8],
-    ) -> Result<DeployAccepted, SubmitError> {
+    /// Check the credential of a request (`authorization` is the value of
+    /// its `Authorization` header): the deploy check, also used for the full
+    /// status view. Called before a deploy's body is read.
+    pub fn authorize(&self, authorization: Option<&str>) -> Result<Deployer, AuthError> {
         let shared = &self.shared;
         let token = Token::new(auth::bearer_token(authorization)?);
+        let github = shared.github(&token).map_err(|e| AuthError::Unreachable {
+            api: shared.config.github_api_url.clone(),
+            reason: e.to_string(),
+        })?;
+        let login = auth::authorize(&github, &shared.repo)?;
+        Ok(Deployer { token, login })
+    }
+
+    /// Handle `POST /deploy` for `deployer` (see [`DeployEngine::authorize`]):
+    /// check the body, then start the deploy in its own thread.
+    pub fn submit(&self, deployer: Deployer, body: &[u8]) -> Result<DeployAccepted, SubmitError> {
+        let shared = &self.shared;
+        let Deployer { token, login } = deployer;
         let mut request =
             DeployRequest::from_json(body).map_err(|e| SubmitError::BadRequest(e.to_string()))?;
         // At once, so that the values are wiped however this call ends.
@@ -246,15 +269,9 @@ impl DeployEngine {
                     .to_owned(),
             ));
         }
-        // Refuse early, before asking GitHub; checked again when reserving.
         if let Some(active) = shared.registry().active() {
             return Err(SubmitError::Busy(active.to_owned()));
         }
-        let github = shared.github(&token).map_err(|e| AuthError::Unreachable {
-            api: shared.config.github_api_url.clone(),
-            reason: e.to_string(),
-        })?;
-        let login = auth::authorize(&github, &shared.repo)?;
         let sealed = shared.measured.log().is_sealed();
         let id = shared
             .registry()

@@ -342,23 +342,76 @@ impl AgentClient {
         Ok(accepted)
     }
 
-    /// `GET /status/{id}`.
+    /// `GET /status/{id}` without a credential: the agent's public view
+    /// (state, digest, times, release, containers; no log and no failure
+    /// reason). [`AgentClient::status_as`] gets the full view.
     pub fn status(&self, id: &str) -> Result<DeploymentStatus, AgentError> {
+        self.status_as(id, None)
+    }
+
+    /// `GET /status/{id}`, with `Authorization: Bearer <token>` when `token`
+    /// is given: a token with push access gets the full view (the log tail,
+    /// the failure reason). The token is sent only where
+    /// [`AgentClient::deploy`] would send it.
+    pub fn status_as(&self, id: &str, token: Option<&str>) -> Result<DeploymentStatus, AgentError> {
         check_id(id).map_err(AgentError::Request)?;
-        let response = self.expect_status("GET", &format!("/status/{id}"), &[], b"", 200)?;
+        let authorization = self.authorization(token)?;
+        let headers = authorization
+            .as_deref()
+            .map(|value| ("Authorization", value));
+        let response = self.expect_status(
+            "GET",
+            &format!("/status/{id}"),
+            headers.as_slice(),
+            b"",
+            200,
+        )?;
         DeploymentStatus::from_json(&response.body).map_err(|e| AgentError::Response {
             what: "the status answer",
             problem: e.to_string(),
         })
     }
 
-    /// `GET /deployments`.
+    /// `GET /deployments` without a credential: the public view of each.
     pub fn deployments(&self) -> Result<DeploymentList, AgentError> {
-        let response = self.expect_status("GET", "/deployments", &[], b"", 200)?;
+        self.deployments_as(None)
+    }
+
+    /// `GET /deployments`, with the full views for a `token` with push
+    /// access (see [`AgentClient::status_as`]).
+    pub fn deployments_as(&self, token: Option<&str>) -> Result<DeploymentList, AgentError> {
+        let authorization = self.authorization(token)?;
+        let headers = authorization
+            .as_deref()
+            .map(|value| ("Authorization", value));
+        let response = self.expect_status("GET", "/deployments", headers.as_slice(), b"", 200)?;
         DeploymentList::from_json(&response.body).map_err(|e| AgentError::Response {
             what: "the deployments answer",
             problem: e.to_string(),
         })
+    }
+
+    /// The `Authorization` value for `token`, refused under the conditions
+    /// [`AgentClient::deploy`] refuses to send a token: before a successful
+    /// [`AgentClient::attest`], or to an agent measured with a non-https
+    /// GitHub API (unless the trust allows it).
+    fn authorization(&self, token: Option<&str>) -> Result<Option<String>, AgentError> {
+        let Some(token) = token else {
+            return Ok(None);
+        };
+        let github_api_url = match self.attested.lock().ok().as_deref() {
+            Some(Some(attested)) => attested.launch_config.github_api_url.clone(),
+            _ => return Err(AgentError::NotAttested),
+        };
+        if !github_api_url.starts_with("https://") && !self.trust.allow_http_github_api {
+            return Err(AgentError::InsecureGitHubApi {
+                url: github_api_url,
+            });
+        }
+        if token.is_empty() {
+            return Err(AgentError::Request("the GitHub token is empty".to_owned()));
+        }
+        Ok(Some(format!("Bearer {token}")))
     }
 
     /// [`AgentClient::request`], and an error naming the agent's reason

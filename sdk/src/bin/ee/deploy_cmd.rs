@@ -193,7 +193,12 @@ pub fn run(args: DeployArgs) -> Result<(), Failure> {
     let accepted = client.deploy(&token, &request).map_err(agent_failure)?;
     eprintln!("ee: deployment {} accepted", accepted.id);
 
-    let status = follow(client, &accepted.id, Duration::from_secs(args.timeout))?;
+    let status = follow(
+        client,
+        &token,
+        &accepted.id,
+        Duration::from_secs(args.timeout),
+    )?;
     finish(&status, local_digest, args.json)
 }
 
@@ -434,9 +439,12 @@ fn private_env(args: &DeployArgs) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 /// Poll the deployment, printing state changes and new log lines, until it
-/// reaches a final state or `timeout` passes.
+/// reaches a final state or `timeout` passes. The deploy's `token` gets the
+/// full status (the log and a failure's reason), which the agent shows only
+/// to a caller with push access.
 fn follow(
     mut client: AgentClient,
+    token: &str,
     id: &str,
     timeout: Duration,
 ) -> Result<DeploymentStatus, Failure> {
@@ -445,7 +453,7 @@ fn follow(
     let mut shown_tail: Vec<String> = Vec::new();
     let mut failures = 0;
     loop {
-        let status = match client.status(id) {
+        let status = match client.status_as(id, Some(token)) {
             Ok(status) => {
                 failures = 0;
                 status
