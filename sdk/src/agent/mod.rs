@@ -297,33 +297,15 @@ impl AgentClient {
         token: &str,
         request: &DeployRequest,
     ) -> Result<DeployAccepted, AgentError> {
-        let github_api_url = match self.attested.lock().ok().as_deref() {
-            Some(Some(attested)) => attested.launch_config.github_api_url.clone(),
-            _ => return Err(AgentError::NotAttested),
-        };
-        // `attest` checked this already; checked again here, next to the
-        // send, so no later change to `attest` can let a token through.
-        if !crate::launch::same_github_api(&self.trust.expected_github_api_url, &github_api_url) {
-            return Err(AgentError::GithubApiMismatch {
-                expected: self.trust.expected_github_api_url.clone(),
-                measured: github_api_url,
-            });
-        }
-        if !github_api_url.starts_with("https://") && !self.trust.allow_http_github_api {
-            return Err(AgentError::InsecureGitHubApi {
-                url: github_api_url,
-            });
-        }
-        if token.is_empty() {
-            return Err(AgentError::Request("the GitHub token is empty".to_owned()));
-        }
+        let authorization = self
+            .authorization(Some(token))?
+            .ok_or_else(|| AgentError::Request("no GitHub token".to_owned()))?;
         request
             .validate()
             .map_err(|e| AgentError::Request(format!("deploy request: {e}")))?;
         let body = request
             .to_json()
             .map_err(|e| AgentError::Request(format!("deploy request: {e}")))?;
-        let authorization = format!("Bearer {token}");
         let response = self.expect_status(
             "POST",
             "/deploy",
@@ -391,10 +373,11 @@ impl AgentClient {
         })
     }
 
-    /// The `Authorization` value for `token`, refused under the conditions
-    /// [`AgentClient::deploy`] refuses to send a token: before a successful
-    /// [`AgentClient::attest`], or to an agent measured with a non-https
-    /// GitHub API (unless the trust allows it).
+    /// The `Authorization` value for `token`: the one place that decides
+    /// whether a token may be sent. Refused before a successful
+    /// [`AgentClient::attest`], to an agent measured with another GitHub API
+    /// than the expected one, or with a non-https one (unless the trust
+    /// allows it).
     fn authorization(&self, token: Option<&str>) -> Result<Option<String>, AgentError> {
         let Some(token) = token else {
             return Ok(None);
@@ -403,6 +386,14 @@ impl AgentClient {
             Some(Some(attested)) => attested.launch_config.github_api_url.clone(),
             _ => return Err(AgentError::NotAttested),
         };
+        // `attest` checked this already; checked again here, next to the
+        // send, so no later change to `attest` can let a token through.
+        if !crate::launch::same_github_api(&self.trust.expected_github_api_url, &github_api_url) {
+            return Err(AgentError::GithubApiMismatch {
+                expected: self.trust.expected_github_api_url.clone(),
+                measured: github_api_url,
+            });
+        }
         if !github_api_url.starts_with("https://") && !self.trust.allow_http_github_api {
             return Err(AgentError::InsecureGitHubApi {
                 url: github_api_url,
