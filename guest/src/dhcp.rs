@@ -1124,7 +1124,10 @@ mod tests {
         std::thread::spawn(|| {
             if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
                 assert_eq!(e, nix::errno::Errno::EPERM, "unshare");
-                eprintln!("skipped: unshare(CLONE_NEWNET) needs CAP_SYS_ADMIN");
+                easyenclave::testing::unavailable(
+                    "dhcp: private network namespace",
+                    "unshare(CLONE_NEWNET) needs CAP_SYS_ADMIN",
+                );
                 return;
             }
             // Reverse-path filtering must be off, as it is by default in the

@@ -324,7 +324,10 @@ pub(crate) mod tests {
         std::thread::spawn(|| {
             if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
                 assert_eq!(e, Errno::EPERM, "unshare");
-                eprintln!("skipped: unshare(CLONE_NEWNET) needs CAP_SYS_ADMIN");
+                easyenclave::testing::unavailable(
+                    "net: private network namespace",
+                    "unshare(CLONE_NEWNET) needs CAP_SYS_ADMIN",
+                );
                 return;
             }
             bring_up_loopback().unwrap();

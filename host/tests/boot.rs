@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use common::{dev_spec, free_port, process_alive, wait_for, Fixture};
 use serde_json::json;
 
+use easyenclave::testing::unavailable;
+
 const MARKER: &str = "EE-HOST-BOOT-TEST: init running as pid 1";
 /// Generous: TCG on a busy 2-core machine can be several times slower than
 /// the ~6 s measured on a quiet one.
@@ -66,13 +68,20 @@ fn build_initramfs(dir: &Path) -> PathBuf {
 
 #[test]
 fn dev_mode_boots_a_real_kernel_under_tcg() {
+    const TEST: &str = "dev_mode_boots_a_real_kernel_under_tcg";
     let Some(vmlinux) = kernel() else {
-        eprintln!("skipped: no guest kernel cache (run scripts/install-deps; EE_KERNEL_DIR)");
+        unavailable(
+            TEST,
+            "no guest kernel cache (run scripts/install-deps; EE_KERNEL_DIR)",
+        );
         return;
     };
     for tool in ["musl-gcc", "cpio", "qemu-system-x86_64"] {
         if !have(tool) {
-            eprintln!("skipped: {tool} not installed (scripts/install-deps)");
+            unavailable(
+                TEST,
+                &format!("{tool} not installed (scripts/install-deps)"),
+            );
             return;
         }
     }

@@ -29,6 +29,8 @@ use ee_image::devimage::{EeInitBuild, EeInitVariant};
 use ee_image::vm::{kernel_cache_dir, GuestKernel};
 use serde_json::Value;
 
+use easyenclave::testing::unavailable;
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -82,13 +84,14 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
 
 #[test]
 fn demo_deploys_publishes_and_verifies_end_to_end() {
+    const TEST: &str = "demo_deploys_publishes_and_verifies_end_to_end";
     let uid = Command::new("id").arg("-u").output().expect("running id");
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        eprintln!("skipped: scripts/demo runs as root");
+        unavailable(TEST, "scripts/demo runs as root");
         return;
     }
     if let Err(e) = GuestKernel::from_cache(&kernel_cache_dir()) {
-        eprintln!("skipped: {e}");
+        unavailable(TEST, &e.to_string());
         return;
     }
     let bins = bin_dir();

@@ -36,6 +36,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
+use easyenclave::testing::unavailable;
+
 /// The agent port in the guest.
 const AGENT_PORT: u16 = 8443;
 /// From launch to `/health` answering. One boot takes 6-10 s under TCG;
@@ -185,15 +187,19 @@ impl Drop for StopOnDrop<'_> {
 
 #[test]
 fn dev_image_two_vms_health_logs_stop_and_crash_cleanup() {
+    const TEST: &str = "dev_image_two_vms_health_logs_stop_and_crash_cleanup";
     let kernel = match GuestKernel::from_cache(&kernel_cache_dir()) {
         Ok(kernel) => kernel,
         Err(e) => {
-            eprintln!("skipped: {e}");
+            unavailable(TEST, &e.to_string());
             return;
         }
     };
     if !have("qemu-system-x86_64") {
-        eprintln!("skipped: qemu-system-x86_64 not installed (scripts/install-deps)");
+        unavailable(
+            TEST,
+            "qemu-system-x86_64 not installed (scripts/install-deps)",
+        );
         return;
     }
     let fixture = Fixture::new().with_qemu("qemu-system-x86_64");

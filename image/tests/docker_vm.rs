@@ -33,6 +33,8 @@ use ee_image::build::config::Config;
 use ee_image::devimage::{EeInitBuild, EeInitVariant};
 use ee_image::docker_archive::ManifestEntry;
 use ee_image::tree::FileTree;
+
+use easyenclave::testing::unavailable;
 use ee_image::vm::{
     free_local_port, kernel_cache_dir, GuestKernel, PortForward, RunningVm, VmSpec,
 };
@@ -147,15 +149,19 @@ fn http_get(port: u16, path: &str) -> std::io::Result<(String, String)> {
 #[test]
 #[ignore = "2-4 minutes (image build, TCG boot, dockerd, compose); the deploy e2e test covers this path"]
 fn containerd_and_dockerd_run_the_example_bundle_offline() {
+    const TEST: &str = "containerd_and_dockerd_run_the_example_bundle_offline";
     let kernel = match GuestKernel::from_cache(&kernel_cache_dir()) {
         Ok(kernel) => kernel,
         Err(e) => {
-            eprintln!("skipped: {e}");
+            unavailable(TEST, &e.to_string());
             return;
         }
     };
     if !have("qemu-system-x86_64") {
-        eprintln!("skipped: qemu-system-x86_64 not installed (scripts/install-deps)");
+        unavailable(
+            TEST,
+            "qemu-system-x86_64 not installed (scripts/install-deps)",
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();

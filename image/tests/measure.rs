@@ -214,7 +214,10 @@ fn osslsigncode_sha384(file: &Path, scratch: &Path) -> Option<Measurement> {
         .output();
     match run {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("SKIP: osslsigncode is not installed (Debian package osslsigncode; scripts/install-deps installs it)");
+            easyenclave::testing::unavailable(
+                "measure: osslsigncode cross-check",
+                "osslsigncode is not installed (Debian package osslsigncode; scripts/install-deps installs it)",
+            );
             return None;
         }
         Err(e) => panic!("running osslsigncode: {e}"),

@@ -342,7 +342,10 @@ fn openssl_parses_the_certificate() {
             child.wait_with_output()
         })
     else {
-        eprintln!("openssl not installed; skipping the interop check");
+        easyenclave::testing::unavailable(
+            "ratls: openssl interop",
+            "openssl not installed (scripts/install-deps)",
+        );
         return;
     };
     let text = String::from_utf8_lossy(&output.stdout);
