@@ -35,7 +35,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// The issuer of GitHub.com's Actions OIDC tokens.
-pub const DEFAULT_ISSUER: &str = "https://token.actions.githubusercontent.com";
+pub const DEFAULT_ISSUER: &str = crate::launch::DEFAULT_OIDC_ISSUER;
 /// The audience of a token for an agent is this prefix and the lower-case hex
 /// SHA-256 of the agent's TLS key (SubjectPublicKeyInfo, DER).
 pub const AUDIENCE_PREFIX: &str = "easyenclave:";
