@@ -8,11 +8,13 @@
 //!   [`ChallengeStatement`] with that nonce, plus the event log, RTMR0..3
 //!   and the REPORTDATA, as an [`easyenclave::attestation::ChallengeResponse`].
 //!   503 with the reason when there is no TDX provider.
-//! - `POST /deploy` (`Authorization: Bearer <GitHub token>`, body
-//!   [`easyenclave::deploy::DeployRequest`]) → 202
-//!   [`easyenclave::deploy::DeployAccepted`]; 401 without a usable token,
-//!   403 without push access, 502 when GitHub cannot be asked, 400 naming
-//!   the field, 409 while another deploy runs. See [`crate::deploy`].
+//! - `POST /deploy` (`Authorization: Bearer <GitHub Actions OIDC token or
+//!   GitHub token>`, body [`easyenclave::deploy::DeployRequest`]) → 202
+//!   [`easyenclave::deploy::DeployAccepted`]; 401 without a usable
+//!   credential (an OIDC refusal names the claim), 403 without push access
+//!   or for another repo/ref/environment, 502 when GitHub or the OIDC
+//!   issuer cannot be asked, 400 naming the field, 409 while another deploy
+//!   runs. See [`crate::deploy::auth`].
 //! - `GET /status/{id}` → [`easyenclave::deploy::DeploymentStatus`] (404
 //!   for an unknown id); `GET /deployments` → newest first.
 //! - `/app` and `/app/...` (any method) → the running workload's port on

@@ -171,6 +171,7 @@ pub fn run(args: DeployArgs) -> Result<(), Failure> {
         seal: !args.no_seal,
         port: args.port,
         allowlist: allowlist_ref,
+        github_token: None,
     };
     request
         .validate()
