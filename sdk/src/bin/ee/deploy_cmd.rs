@@ -13,6 +13,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use easyenclave::agent::{
     AgentClient, AgentError, AgentTrust, Attested, ClientOptions, CollateralSupply,
+    DeployCredential,
 };
 use easyenclave::allowlist::Allowlist;
 use easyenclave::attestation::AllowlistRef;
@@ -52,7 +53,17 @@ Examples:
 
   # A local bundle to a dev image on the simulated platform:
   ee deploy --agent https://127.0.0.1:8443 --repo acme/hello --bundle ./bundle \\
-      --root sim --allow-debug --env-file secrets.env";
+      --root sim --allow-debug --env-file secrets.env
+
+  # From a GitHub Actions job (permissions: id-token: write, contents: write,
+  # actions: read): the job's OIDC token for this agent authorises the
+  # deploy, its GITHUB_TOKEN only downloads the artifact and publishes:
+  GITHUB_TOKEN=${{ github.token }} ee deploy --agent https://td.example:8443 \
+      --repo acme/hello --artifact 1234567 --allowlist allowlist.json --oidc-from-actions
+
+  # The audience to request an OIDC token with for this agent:
+  ee deploy --agent https://td.example:8443 --repo acme/hello --artifact 1 \
+      --allowlist allowlist.json --print-oidc-audience";
 
 /// Arguments of `ee deploy`.
 #[derive(Args)]
@@ -97,9 +108,13 @@ pub struct DeployArgs {
     /// The workload's main TCP port inside the TD.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     port: Option<u16>,
-    /// Environment variable holding the GitHub token (needs push access to the repo).
+    /// Environment variable holding the GitHub token: a token with push
+    /// access to the repo, or with an OIDC option the workflow's
+    /// GITHUB_TOKEN (contents: write, actions: read).
     #[arg(long, value_name = "VAR", default_value = "GITHUB_TOKEN")]
     token_env: String,
+    #[command(flatten)]
+    oidc: crate::oidc_args::OidcArgs,
     /// Root CA the agent's quotes must chain to: `intel` (production), `sim`
     /// (the simulated platform of dev images; without --collateral,
     /// collateral made for it), or a certificate file (PEM, DER, hex or base64).
@@ -158,6 +173,9 @@ pub fn run(args: DeployArgs) -> Result<(), Failure> {
     eprintln!("ee: verifying the agent at {}", args.agent);
     let (client, attested) = verify_agent(&args.agent, trust, options)?;
     describe_agent(&client, &attested);
+    if args.oidc.describe(&client, &attested) {
+        return Ok(());
+    }
 
     // Only now the secrets.
     let token = std::env::var(&args.token_env)
@@ -176,7 +194,18 @@ pub fn run(args: DeployArgs) -> Result<(), Failure> {
     request
         .validate()
         .map_err(|e| anyhow!("deploy request: {e}"))?;
-    let accepted = client.deploy(&token, &request).map_err(agent_failure)?;
+    let oidc_token = args.oidc.token(&client, &attested)?;
+    let credential = match &oidc_token {
+        Some(id_token) => DeployCredential::Oidc {
+            id_token,
+            github_token: &token,
+            issuer: args.oidc.issuer(),
+        },
+        None => DeployCredential::GitHubToken(&token),
+    };
+    let accepted = client
+        .deploy_with(&credential, &request)
+        .map_err(agent_failure)?;
     eprintln!("ee: deployment {} accepted", accepted.id);
 
     let status = follow(client, &accepted.id, Duration::from_secs(args.timeout))?;
