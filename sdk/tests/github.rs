@@ -980,3 +980,82 @@ fn ureq_get_json(url: &str, token: &str) -> serde_json::Value {
     assert_eq!(response.status().as_u16(), 200);
     serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap()
 }
+
+/// A token naming a key the cached JWKS lacks makes the cache fetch again
+/// (the issuer may have rotated), but not more often than the minimum
+/// interval; an unreachable issuer is an error naming the JWKS URL.
+#[test]
+fn the_jwks_cache_refetches_for_an_unknown_kid_at_most_so_often() {
+    use easyenclave::oidc::test_signer::TestSigner;
+    use easyenclave::oidc::{audience_for_spki, Expected, FetchOptions, JwksCache, OidcError};
+    use easyenclave::testing::github_server::ActionsJob;
+
+    let server = start();
+    let issuer = server.oidc_issuer();
+    let audience = audience_for_spki(b"agent");
+    let job = ActionsJob {
+        repository: "alice/app".into(),
+        git_ref: "refs/heads/main".into(),
+        environment: None,
+        actor: "alice".into(),
+    };
+    let claims = server.oidc_claims(&job, &audience);
+    let expected = Expected {
+        issuer: issuer.clone(),
+        repository: "alice/app".into(),
+        audience,
+        allowed_refs: vec![],
+        allowed_environments: vec![],
+        now: claims["iat"].as_u64().unwrap(),
+        skew_secs: 60,
+    };
+    let jwks_fetches =
+        |server: &GithubServer| requests_to(server, "/_services/token/.well-known/jwks").len();
+    let cache = JwksCache::new(
+        &issuer,
+        FetchOptions {
+            min_refetch_interval: Duration::from_secs(3600),
+            ..FetchOptions::default()
+        },
+    );
+    cache
+        .verify(&server.sign_oidc(&claims).unwrap(), &expected)
+        .unwrap();
+    assert_eq!(jwks_fetches(&server), 1);
+    let rotated = TestSigner::stranger("rotated-key")
+        .unwrap()
+        .sign(&claims)
+        .unwrap();
+    let err = cache.verify(&rotated, &expected).unwrap_err();
+    assert!(matches!(err, OidcError::UnknownKey { .. }), "{err}");
+    assert!(err.to_string().contains(".well-known/jwks"), "{err}");
+    // Fetched once more within the minimum interval? No: only once in all.
+    cache.verify(&rotated, &expected).unwrap_err();
+    assert_eq!(jwks_fetches(&server), 1, "the first fetch was just now");
+
+    // With no throttle, an unknown kid triggers exactly one refetch.
+    let cache = JwksCache::new(
+        &issuer,
+        FetchOptions {
+            min_refetch_interval: Duration::ZERO,
+            ..FetchOptions::default()
+        },
+    );
+    server.clear_requests();
+    cache
+        .verify(&server.sign_oidc(&claims).unwrap(), &expected)
+        .unwrap();
+    cache.verify(&rotated, &expected).unwrap_err();
+    assert_eq!(jwks_fetches(&server), 2);
+
+    // An issuer that answers 404.
+    let cache = JwksCache::new(&format!("{issuer}/nowhere"), FetchOptions::default());
+    let err = cache
+        .verify(&server.sign_oidc(&claims).unwrap(), &expected)
+        .unwrap_err();
+    assert_eq!(err.claim(), "jwks");
+    assert!(
+        err.to_string().contains("answered HTTP 404, expected 200"),
+        "{err}"
+    );
+}

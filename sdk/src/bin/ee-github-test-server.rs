@@ -88,6 +88,10 @@ fn run(args: Args) -> anyhow::Result<Infallible> {
         "ee-github-test-server: storage at http://{}",
         server.storage_addr()
     );
+    eprintln!(
+        "ee-github-test-server: Actions OIDC issuer {} (test-only key)",
+        server.oidc_issuer()
+    );
     loop {
         // Workers serve; this thread only keeps the server alive.
         std::thread::park();
