@@ -2,27 +2,78 @@
 //!
 //! Deliberately minimal: one request per connection (`Connection: close`),
 //! no chunked bodies, hard caps on the request line, the header section, the
-//! header count and the body, a per-read timeout and one deadline for the TLS
-//! handshake and the request together. Each connection gets its own thread,
-//! which also runs the handshake, and at most [`Limits::max_connections`]
-//! exist at once; beyond that a connection is closed immediately. PID1's main
-//! loop never touches a client socket, so a slow or stuck client cannot
-//! delay reaping or shutdown. The TLS configuration (certificate, versions)
-//! comes from [`crate::tls`]; request parsing is generic over
-//! [`BufRead`] + [`Write`].
+//! header count and the body, and a per-read timeout. Each connection gets its
+//! own thread, which also runs the handshake. PID1's main loop never touches a
+//! client socket, so a slow or stuck client cannot delay reaping or shutdown.
+//!
+//! A connection goes through two budgets, so that no kind of client can take
+//! the slots another kind needs ([`Limits`]):
+//!
+//! 1. **Opening** (TLS handshake and request head): bounded in number and per
+//!    client address, and by a short [`Limits::head_timeout`]. When the
+//!    opening budget (or a client's share of it) is full, a new connection
+//!    evicts the oldest opening one of the client holding the most, rather
+//!    than being refused: idle or slow-loris connections then cannot lock
+//!    newcomers out, they only make each other's life short.
+//! 2. Once the head is read, the [`Handler`] names the request's [`Class`]
+//!    (health, API, deploy, workload), each with its own total and per-client
+//!    cap (503 with `Retry-After` when full). Only then is the body read, and
+//!    only if the handler asks for it ([`Body`]): a handler can refuse a
+//!    request, for example one without credentials, before a large body is
+//!    read. The whole request must arrive within [`Limits::request_deadline`].
+//!
+//! The TLS configuration (certificate, versions) comes from [`crate::tls`];
+//! request parsing is generic over [`BufRead`] + [`Write`]. Header values and
+//! bodies (which carry tokens and private values) are wiped when dropped.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, BufRead, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::say;
 
-/// Resource caps for one connection.
+/// How many connections a budget admits at once, in all and from one client
+/// address. Behind QEMU's user network every client arrives from the same
+/// address (the slirp gateway), so there the per-client cap is the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Most connections in the budget.
+    pub total: usize,
+    /// Most connections in the budget from one client address.
+    pub per_peer: usize,
+}
+
+/// What a request is, for the budget it is served from ([`Handler::class`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Class {
+    /// `GET /health`: answered at once, kept apart so that it stays reachable.
+    Health,
+    /// The rest of the agent API (attestation, status, errors).
+    Api,
+    /// `POST /deploy`: holds its slot while GitHub is asked.
+    Deploy,
+    /// `/app/...`: holds its slot while the workload answers.
+    App,
+}
+
+impl fmt::Display for Class {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Class::Health => "health",
+            Class::Api => "API",
+            Class::Deploy => "deploy",
+            Class::App => "workload (/app)",
+        })
+    }
+}
+
+/// Resource caps for connections and requests.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Longest request line, in bytes (414 beyond).
@@ -39,11 +90,37 @@ pub struct Limits {
     pub large_bodies: &'static [(&'static str, &'static str, usize)],
     /// Timeout for each read and write on the socket.
     pub io_timeout: Duration,
-    /// The TLS handshake and the whole request must arrive within this time
-    /// (408 after, or the connection is closed if the handshake is not done).
+    /// The TLS handshake and the request head (request line and headers)
+    /// must arrive within this time of the connection's acceptance (408
+    /// after, or the connection is closed if the handshake is not done).
+    /// Short: a client that has not even said what it wants holds an opening
+    /// slot meanwhile.
+    pub head_timeout: Duration,
+    /// The whole request, body included, must arrive within this time of the
+    /// connection's acceptance (408 after).
     pub request_deadline: Duration,
-    /// Most connections served at once (closed at once beyond).
-    pub max_connections: usize,
+    /// Connections in the TLS handshake or the request head.
+    pub opening: Budget,
+    /// Requests of [`Class::Health`].
+    pub health: Budget,
+    /// Requests of [`Class::Api`].
+    pub api: Budget,
+    /// Requests of [`Class::Deploy`].
+    pub deploy: Budget,
+    /// Requests of [`Class::App`].
+    pub app: Budget,
+}
+
+impl Limits {
+    /// The budget of `class`.
+    pub fn budget(&self, class: Class) -> Budget {
+        match class {
+            Class::Health => self.health,
+            Class::Api => self.api,
+            Class::Deploy => self.deploy,
+            Class::App => self.app,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -55,13 +132,34 @@ impl Default for Limits {
             max_body: 64 * 1024,
             large_bodies: &[],
             io_timeout: Duration::from_secs(10),
+            head_timeout: Duration::from_secs(5),
             request_deadline: Duration::from_secs(30),
-            max_connections: 32,
+            opening: Budget {
+                total: 64,
+                per_peer: 16,
+            },
+            health: Budget {
+                total: 16,
+                per_peer: 8,
+            },
+            api: Budget {
+                total: 16,
+                per_peer: 8,
+            },
+            deploy: Budget {
+                total: 4,
+                per_peer: 2,
+            },
+            app: Budget {
+                total: 64,
+                per_peer: 32,
+            },
         }
     }
 }
 
-/// A parsed request.
+/// A parsed request head; the body is read on demand through [`Body`].
+/// Header values (an `Authorization` token among them) are wiped on drop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// Method token, e.g. `GET`.
@@ -72,8 +170,10 @@ pub struct Request {
     pub query: String,
     /// Header fields in order, names lower-cased.
     pub headers: Vec<(String, String)>,
-    /// The body (empty without Content-Length).
-    pub body: Vec<u8>,
+    /// The declared body length (0 without Content-Length); within the cap.
+    pub content_length: u64,
+    /// The client's address, when the request came over a socket.
+    pub peer: Option<IpAddr>,
 }
 
 impl Request {
@@ -83,6 +183,93 @@ impl Request {
         self.query.split('&').find_map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             (key == name).then_some(value)
+        })
+    }
+
+    /// The value of the first header field called `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        for (_, value) in &mut self.headers {
+            value.zeroize();
+        }
+    }
+}
+
+/// A request's body, read when the handler asks for it: a handler that
+/// refuses the request (no credentials) never makes the server read it.
+/// The bytes are wiped on drop.
+pub struct Body<'a> {
+    state: BodyState<'a>,
+}
+
+enum BodyState<'a> {
+    Unread {
+        reader: &'a mut dyn Read,
+        length: u64,
+    },
+    Read(Zeroizing<Vec<u8>>),
+}
+
+impl<'a> Body<'a> {
+    /// A body still on the wire: `length` bytes (already checked against the cap).
+    pub fn unread(reader: &'a mut dyn Read, length: u64) -> Self {
+        Body {
+            state: BodyState::Unread { reader, length },
+        }
+    }
+
+    /// A body already in memory (tests, and requests built in-process).
+    pub fn from_bytes(bytes: Vec<u8>) -> Body<'static> {
+        Body {
+            state: BodyState::Read(Zeroizing::new(bytes)),
+        }
+    }
+
+    /// Read the whole body (once; later calls return the same bytes).
+    pub fn read(&mut self) -> Result<&[u8], RequestError> {
+        if let BodyState::Unread { reader, length } = &mut self.state {
+            let length = *length;
+            let size = usize::try_from(length).map_err(|_| RequestError::BodyTooLarge {
+                got: length,
+                limit: usize::MAX,
+            })?;
+            // One buffer of the declared size (within the cap), filled in
+            // place: never reallocated, so no unwiped copy is left behind.
+            let mut body = Zeroizing::new(vec![0u8; size]);
+            let mut filled = 0;
+            while filled < size {
+                match reader.read(&mut body[filled..]) {
+                    Ok(0) => {
+                        return Err(RequestError::BadRequest(format!(
+                            "body ended after {filled} of {length} bytes"
+                        )))
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(io_error(e)),
+                }
+            }
+            self.state = BodyState::Read(body);
+        }
+        match &self.state {
+            BodyState::Read(body) => Ok(body),
+            BodyState::Unread { .. } => Err(RequestError::Closed),
+        }
+    }
+
+    /// [`Body::read`], or the response to send when the body could not be read.
+    pub fn read_or_answer(&mut self) -> Result<&[u8], Response> {
+        self.read().map_err(|e| {
+            let status = e.status().unwrap_or(400);
+            Response::error(status, e.to_string())
         })
     }
 }
@@ -166,6 +353,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         409 => "Conflict",
+        429 => "Too Many Requests",
         413 => "Content Too Large",
         414 => "URI Too Long",
         431 => "Request Header Fields Too Large",
@@ -249,8 +437,11 @@ fn read_line<R: BufRead>(
     reader: &mut R,
     max: usize,
     too_long: impl Fn() -> RequestError,
-) -> Result<Option<Vec<u8>>, RequestError> {
-    let mut line = Vec::new();
+) -> Result<Option<Zeroizing<Vec<u8>>>, RequestError> {
+    // Wiped on drop: a header line may carry a token. It grows by moving
+    // into a larger wiped buffer, never by reallocating in place, which
+    // would free an unwiped copy.
+    let mut line = Zeroizing::new(Vec::with_capacity(256));
     loop {
         let available = reader.fill_buf().map_err(io_error)?;
         if available.is_empty() {
@@ -268,6 +459,12 @@ fn read_line<R: BufRead>(
         };
         if line.len() + chunk.len() > max + 1 {
             return Err(too_long());
+        }
+        let needed = line.len() + chunk.len();
+        if needed > line.capacity() {
+            let mut larger = Zeroizing::new(Vec::with_capacity(needed.max(2 * line.capacity())));
+            larger.extend_from_slice(&line);
+            line = larger;
         }
         line.extend_from_slice(chunk);
         let used = chunk.len() + usize::from(done);
@@ -333,8 +530,9 @@ fn parse_header(line: &[u8]) -> Result<(String, String), RequestError> {
     Ok((name.to_ascii_lowercase(), value.into()))
 }
 
-/// Read and parse one request within `limits`.
-pub fn read_request<R: BufRead>(reader: &mut R, limits: &Limits) -> Result<Request, RequestError> {
+/// Read and parse one request head within `limits`; the body, if any, is
+/// left on the wire for [`Body`].
+pub fn read_head<R: BufRead>(reader: &mut R, limits: &Limits) -> Result<Request, RequestError> {
     let line = read_line(reader, limits.max_request_line, || {
         RequestError::RequestLineTooLong(limits.max_request_line)
     })?
@@ -387,56 +585,72 @@ pub fn read_request<R: BufRead>(reader: &mut R, limits: &Limits) -> Result<Reque
             limit: max_body,
         });
     }
-    let mut body = Vec::new();
-    reader
-        .take(length)
-        .read_to_end(&mut body)
-        .map_err(io_error)?;
-    if (body.len() as u64) < length {
-        return Err(RequestError::BadRequest(format!(
-            "body ended after {} of {length} bytes",
-            body.len()
-        )));
-    }
     Ok(Request {
         method,
         path,
         query,
         headers,
-        body,
+        content_length: length,
+        peer: None,
     })
 }
 
 /// Answers requests. Implementations must not block for long: each request
-/// holds one of the bounded connection slots.
+/// holds a slot of its class's budget.
 pub trait Handler: Send + Sync + 'static {
-    /// Produce the response to `request`.
-    fn handle(&self, request: &Request) -> Response;
+    /// The budget `head` is served from, decided from the head alone (the
+    /// body is not read yet). [`Class::Api`] unless the handler says otherwise.
+    fn class(&self, head: &Request) -> Class {
+        let _ = head;
+        Class::Api
+    }
+
+    /// Produce the response to `request`, reading `body` only if it needs
+    /// it: a request refused without its body costs no more than its head.
+    fn handle(&self, request: &Request, body: &mut Body<'_>) -> Response;
 }
 
-/// Read one request from `stream` and write the answer: the handler's
-/// response, or the error status of a malformed request. Nothing is written
-/// when the peer left before sending a request. Generic over the transport:
-/// the TLS stream when serving, an in-memory buffer in tests.
-pub fn answer<S: BufRead + Write>(
+/// Read one request head, let `admit` decide whether it is served (it may
+/// answer itself, or drop the connection with `Err(None)`), then let the
+/// handler answer, reading the body if it wants it. Nothing is written when
+/// the peer left before sending a request. Generic over the transport: the
+/// TLS stream when serving, an in-memory buffer in tests.
+pub fn answer<S: BufRead + Write, G>(
     stream: &mut S,
     limits: &Limits,
     handler: &dyn Handler,
+    peer: Option<IpAddr>,
+    admit: impl FnOnce(&Request, &mut S) -> Result<G, Option<Response>>,
 ) -> io::Result<()> {
-    let response = match read_request(stream, limits) {
-        Ok(request) => handler.handle(&request),
-        Err(e) => match e.status() {
-            Some(status) => Response::error(status, e.to_string()),
-            None => return Ok(()),
-        },
+    let mut head = match read_head(stream, limits) {
+        Ok(head) => head,
+        Err(e) => {
+            return match e.status() {
+                Some(status) => send(stream, &Response::error(status, e.to_string())),
+                None => Ok(()),
+            }
+        }
     };
+    head.peer = peer;
+    let _admitted = match admit(&head, stream) {
+        Ok(admitted) => admitted,
+        Err(Some(response)) => return send(stream, &response),
+        Err(None) => return Ok(()),
+    };
+    let length = head.content_length;
+    let response = handler.handle(&head, &mut Body::unread(stream, length));
+    send(stream, &response)
+}
+
+fn send<S: Write>(stream: &mut S, response: &Response) -> io::Result<()> {
     stream.write_all(&response.to_bytes())?;
     stream.flush()
 }
 
 /// The socket with a deadline on everything read from it: each read's
 /// timeout is the smaller of the per-read timeout and the time left, so the
-/// TLS handshake and the request together must arrive within
+/// TLS handshake and the request head must arrive within
+/// [`Limits::head_timeout`], the rest of the request within
 /// [`Limits::request_deadline`]. Writes keep the socket's per-write timeout.
 struct DeadlineStream<'a> {
     stream: &'a TcpStream,
@@ -481,12 +695,163 @@ impl Write for DeadlineStream<'_> {
     }
 }
 
-/// Decrements the live-connection count when a connection thread ends.
-struct Slot(Arc<AtomicUsize>);
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update below is a single push, remove or counter change:
+    // consistent even if a thread panicked while holding the lock.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
-impl Drop for Slot {
+/// A connection in the opening stage, with a handle on its socket so that
+/// a newcomer can evict it.
+struct OpeningEntry {
+    id: u64,
+    peer: SocketAddr,
+    since: Instant,
+    socket: TcpStream,
+}
+
+/// The connections in the opening stage (handshake and request head).
+#[derive(Default)]
+struct Opening {
+    next_id: u64,
+    entries: Vec<OpeningEntry>,
+}
+
+impl Opening {
+    /// Make room for a connection from `peer` within `budget`: the evicted
+    /// entries (their sockets still to be shut down).
+    fn make_room(&mut self, peer: IpAddr, budget: Budget) -> Vec<OpeningEntry> {
+        let mut evicted = Vec::new();
+        loop {
+            let from_peer = self.entries.iter().filter(|e| e.peer.ip() == peer).count();
+            let victim_peer = if from_peer >= budget.per_peer.max(1) {
+                peer
+            } else if self.entries.len() >= budget.total.max(1) {
+                // The client holding the most opening connections gives one up.
+                let mut counts: HashMap<IpAddr, usize> = HashMap::new();
+                for entry in &self.entries {
+                    *counts.entry(entry.peer.ip()).or_default() += 1;
+                }
+                match counts.into_iter().max_by_key(|&(_, count)| count) {
+                    Some((busiest, _)) => busiest,
+                    None => return evicted,
+                }
+            } else {
+                return evicted;
+            };
+            let oldest = self
+                .entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.peer.ip() == victim_peer)
+                .min_by_key(|(_, e)| e.since)
+                .map(|(at, _)| at);
+            match oldest {
+                Some(at) => evicted.push(self.entries.remove(at)),
+                None => return evicted,
+            }
+        }
+    }
+
+    fn insert(&mut self, peer: SocketAddr, socket: TcpStream) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.entries.push(OpeningEntry {
+            id,
+            peer,
+            since: Instant::now(),
+            socket,
+        });
+        id
+    }
+
+    /// Remove entry `id`; false if it was evicted already.
+    fn remove(&mut self, id: u64) -> bool {
+        match self.entries.iter().position(|e| e.id == id) {
+            Some(at) => {
+                self.entries.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A connection's place in the opening stage; leaves it when dropped.
+struct OpeningTicket {
+    server: Arc<Server>,
+    id: u64,
+}
+
+impl OpeningTicket {
+    /// Leave the opening stage; false if the connection was evicted.
+    fn leave(&self) -> bool {
+        lock(&self.server.opening).remove(self.id)
+    }
+}
+
+impl Drop for OpeningTicket {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.leave();
+    }
+}
+
+/// Requests being served, per class and per client address.
+#[derive(Default)]
+struct InFlight {
+    totals: HashMap<Class, usize>,
+    per_peer: HashMap<(Class, IpAddr), usize>,
+}
+
+/// A request's slot in its class's budget; released when dropped.
+struct ClassSlot {
+    server: Arc<Server>,
+    class: Class,
+    peer: IpAddr,
+}
+
+impl ClassSlot {
+    /// Take a slot of `class` for `peer`, or say why there is none.
+    fn take(server: &Arc<Server>, class: Class, peer: IpAddr) -> Result<ClassSlot, String> {
+        let budget = server.limits.budget(class);
+        let mut in_flight = lock(&server.in_flight);
+        let total = in_flight.totals.get(&class).copied().unwrap_or(0);
+        let mine = in_flight.per_peer.get(&(class, peer)).copied().unwrap_or(0);
+        if total >= budget.total {
+            return Err(format!(
+                "all {} {class} request slots are busy; retry shortly",
+                budget.total
+            ));
+        }
+        if mine >= budget.per_peer {
+            return Err(format!(
+                "this client address already has {mine} {class} requests in progress, \
+                 the most one address may have; retry when one is done"
+            ));
+        }
+        *in_flight.totals.entry(class).or_default() += 1;
+        *in_flight.per_peer.entry((class, peer)).or_default() += 1;
+        Ok(ClassSlot {
+            server: server.clone(),
+            class,
+            peer,
+        })
+    }
+}
+
+impl Drop for ClassSlot {
+    fn drop(&mut self) {
+        let mut in_flight = lock(&self.server.in_flight);
+        if let Some(total) = in_flight.totals.get_mut(&self.class) {
+            *total = total.saturating_sub(1);
+        }
+        let key = (self.class, self.peer);
+        if let Some(mine) = in_flight.per_peer.get_mut(&key) {
+            *mine = mine.saturating_sub(1);
+            if *mine == 0 {
+                in_flight.per_peer.remove(&key);
+            }
+        }
     }
 }
 
@@ -546,7 +911,8 @@ struct Server {
     limits: Limits,
     tls: Arc<ServerConfig>,
     handler: Arc<dyn Handler>,
-    live: Arc<AtomicUsize>,
+    opening: Mutex<Opening>,
+    in_flight: Mutex<InFlight>,
     failures: FailureLog,
 }
 
@@ -562,7 +928,8 @@ pub fn serve(
         limits,
         tls,
         handler,
-        live: Arc::new(AtomicUsize::new(0)),
+        opening: Mutex::new(Opening::default()),
+        in_flight: Mutex::new(InFlight::default()),
         failures: FailureLog::new(FAILURE_LOG_INTERVAL),
     });
     std::thread::Builder::new()
@@ -580,44 +947,65 @@ pub fn serve(
     Ok(())
 }
 
-/// Hand the connection to its own thread, or close it at once when all
-/// slots are taken. A 503 is not possible there: answering over TLS needs a
-/// handshake, which is exactly the work (and the thread) the cap withholds.
+/// Enter the connection into the opening stage, evicting the oldest opening
+/// connection of the busiest client if the stage (or this client's share)
+/// is full, and hand it to its own thread. Evicting rather than refusing: a
+/// refusal would let idle connections lock everyone out, while an eviction
+/// costs a connection that has not even sent its request little.
 fn admit(stream: TcpStream, peer: SocketAddr, server: &Arc<Server>) {
-    let max = server.limits.max_connections;
-    if server.live.fetch_add(1, Ordering::SeqCst) >= max {
-        server.live.fetch_sub(1, Ordering::SeqCst);
-        let _ = stream.shutdown(Shutdown::Both);
+    let handle = match stream.try_clone() {
+        Ok(handle) => handle,
+        Err(e) => {
+            say!("https: {peer}: cannot keep a handle on the connection: {e}");
+            return;
+        }
+    };
+    let (evicted, id) = {
+        let mut opening = lock(&server.opening);
+        let evicted = opening.make_room(peer.ip(), server.limits.opening);
+        (evicted, opening.insert(peer, handle))
+    };
+    for entry in evicted {
+        // The connection's thread sees the end of its stream and exits.
+        let _ = entry.socket.shutdown(Shutdown::Both);
         server.failures.record(
-            peer,
-            format_args!("closed: all {max} connection slots are busy"),
+            entry.peer,
+            format_args!(
+                "closed after {} ms without a complete request head, to make room for a new connection",
+                entry.since.elapsed().as_millis()
+            ),
         );
-        return;
     }
-    let slot = Slot(server.live.clone());
+    let ticket = OpeningTicket {
+        server: server.clone(),
+        id,
+    };
     let server_for_thread = server.clone();
     let spawned = std::thread::Builder::new()
         .name("http-conn".into())
-        .spawn(move || {
-            let _slot = slot;
-            serve_connection(&stream, peer, &server_for_thread);
-        });
+        .spawn(move || serve_connection(&stream, peer, &server_for_thread, ticket));
     if let Err(e) = spawned {
-        // The closure (with the stream and the slot) was dropped: the slot
-        // is released and the client sees the connection close.
+        // The closure (with the stream and the ticket) was dropped: the
+        // entry is released and the client sees the connection close.
         say!("https: cannot start a thread for {peer}: {e}");
     }
 }
 
 /// One connection: TLS handshake, one request, one response, close. The
 /// handshake happens here, in the connection's own thread and under the
-/// request deadline, so a client that stalls in it holds only its own slot.
-fn serve_connection(stream: &TcpStream, peer: SocketAddr, server: &Server) {
+/// head deadline, so a client that stalls in it holds only its own place.
+fn serve_connection(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    server: &Arc<Server>,
+    ticket: OpeningTicket,
+) {
     let limits = &server.limits;
+    let accepted = Instant::now();
     let _ = stream.set_write_timeout(Some(limits.io_timeout));
     let transport = DeadlineStream {
         stream,
-        deadline: Instant::now() + limits.request_deadline,
+        deadline: accepted + limits.head_timeout,
         io_timeout: limits.io_timeout,
     };
     match transport.peek_first_byte() {
@@ -630,6 +1018,7 @@ fn serve_connection(stream: &TcpStream, peer: SocketAddr, server: &Server) {
                 "this agent speaks HTTPS only (RA-TLS); plain HTTP is not served",
             );
             let _ = (&*stream).write_all(&refusal.to_bytes());
+            drop(ticket);
             finish(stream);
             server
                 .failures
@@ -662,7 +1051,24 @@ fn serve_connection(stream: &TcpStream, peer: SocketAddr, server: &Server) {
             .record(peer, format_args!("TLS handshake failed: {why}"));
         return;
     }
-    if answer(&mut tls, limits, server.handler.as_ref()).is_ok() {
+    let handler = server.handler.clone();
+    let admit = |head: &Request, tls: &mut StreamOwned<ServerConnection, DeadlineStream<'_>>| {
+        if !ticket.leave() {
+            // Evicted just as the head arrived: the socket is shut down.
+            return Err(None);
+        }
+        let class = handler.class(head);
+        let slot = ClassSlot::take(server, class, peer.ip()).map_err(|why| {
+            server.failures.record(
+                peer,
+                format_args!("{} {}: 503: {why}", head.method, head.path),
+            );
+            Some(Response::error(503, why).with_header("Retry-After", "1"))
+        })?;
+        tls.sock.deadline = accepted + limits.request_deadline;
+        Ok(slot)
+    };
+    if answer(&mut tls, limits, handler.as_ref(), Some(peer.ip()), admit).is_ok() {
         tls.conn.send_close_notify();
         let _ = tls.flush();
     }
@@ -706,7 +1112,7 @@ mod tests {
     use super::*;
 
     fn parse(raw: &[u8]) -> Result<Request, RequestError> {
-        read_request(&mut io::Cursor::new(raw), &Limits::default())
+        read_head(&mut io::Cursor::new(raw), &Limits::default())
     }
 
     fn status_of(raw: &[u8]) -> Option<u16> {
@@ -731,12 +1137,21 @@ mod tests {
     }
 
     #[test]
-    fn reads_a_declared_body() {
-        let r = parse(b"POST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcdef").unwrap();
-        assert_eq!(r.body, b"abc");
-        assert_eq!(
-            status_of(b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nab"),
-            Some(400)
+    fn reads_a_declared_body_on_demand() {
+        let mut raw = io::Cursor::new(&b"POST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcdef"[..]);
+        let r = read_head(&mut raw, &Limits::default()).unwrap();
+        assert_eq!(r.content_length, 3);
+        let mut body = Body::unread(&mut raw, r.content_length);
+        assert_eq!(body.read().unwrap(), b"abc");
+        assert_eq!(body.read().unwrap(), b"abc", "read once, kept");
+
+        let mut raw = io::Cursor::new(&b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nab"[..]);
+        let r = read_head(&mut raw, &Limits::default()).unwrap();
+        let err = Body::unread(&mut raw, r.content_length).read().unwrap_err();
+        assert_eq!(err.status(), Some(400));
+        assert!(
+            err.to_string().contains("ended after 2 of 5 bytes"),
+            "{err}"
         );
     }
 
@@ -854,21 +1269,21 @@ mod tests {
         let request =
             |head: &str| format!("{head}\r\nContent-Length: {}\r\n\r\n{body}", body.len());
         let deploy = request("POST /deploy HTTP/1.1");
-        let parsed = read_request(&mut deploy.as_bytes(), &limits).unwrap();
-        assert_eq!(parsed.body.len(), body.len());
+        let parsed = read_head(&mut deploy.as_bytes(), &limits).unwrap();
+        assert_eq!(parsed.content_length, body.len() as u64);
         for head in [
             "POST /health HTTP/1.1",
             "PUT /deploy HTTP/1.1",
             "POST /deploy/x HTTP/1.1",
         ] {
-            let err = read_request(&mut request(head).as_bytes(), &limits).unwrap_err();
+            let err = read_head(&mut request(head).as_bytes(), &limits).unwrap_err();
             assert_eq!(err.status(), Some(413), "{head}: {err}");
         }
         let too_big = format!(
             "POST /deploy HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
             200 * 1024 + 1
         );
-        let err = read_request(&mut too_big.as_bytes(), &limits).unwrap_err();
+        let err = read_head(&mut too_big.as_bytes(), &limits).unwrap_err();
         assert!(
             err.to_string()
                 .contains("exceeds the limit of 204800 bytes"),
@@ -915,8 +1330,11 @@ mod tests {
     struct Path;
 
     impl Handler for Path {
-        fn handle(&self, request: &Request) -> Response {
-            Response::json(200, &request.path)
+        fn handle(&self, request: &Request, body: &mut Body<'_>) -> Response {
+            match body.read_or_answer() {
+                Ok(body) => Response::json(200, &(&request.path, body.len())),
+                Err(response) => response,
+            }
         }
     }
 
@@ -925,7 +1343,7 @@ mod tests {
             input: io::Cursor::new(raw.to_vec()),
             output: Vec::new(),
         };
-        answer(&mut conn, &Limits::default(), &Path).unwrap();
+        answer(&mut conn, &Limits::default(), &Path, None, |_, _| Ok(())).unwrap();
         String::from_utf8(conn.output).unwrap()
     }
 
@@ -933,11 +1351,44 @@ mod tests {
     fn answer_works_on_any_transport() {
         let ok = answered(b"GET /here HTTP/1.1\r\n\r\n");
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
-        assert!(ok.ends_with("\r\n\r\n\"/here\"\n"), "{ok}");
+        assert!(ok.ends_with("\r\n\r\n[\"/here\",0]\n"), "{ok}");
+        let posted = answered(b"POST /there HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi");
+        assert!(posted.ends_with("\r\n\r\n[\"/there\",2]\n"), "{posted}");
         let bad = answered(b"GET / HTTP/3\r\n\r\n");
         assert!(bad.starts_with("HTTP/1.1 505 "), "{bad}");
         // A peer that sent nothing gets nothing.
         assert_eq!(answered(b""), "");
+    }
+
+    #[test]
+    fn a_full_opening_stage_evicts_the_oldest_of_the_busiest_client() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let socket = || TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let a = IpAddr::from([10, 0, 0, 1]);
+        let b = IpAddr::from([10, 0, 0, 2]);
+        let c = IpAddr::from([10, 0, 0, 3]);
+        let at = |ip: IpAddr| SocketAddr::new(ip, 40000);
+        let budget = Budget {
+            total: 4,
+            per_peer: 3,
+        };
+        let mut opening = Opening::default();
+        let mut ids = Vec::new();
+        for peer in [a, a, b, a] {
+            assert!(opening.make_room(peer, budget).is_empty());
+            ids.push(opening.insert(at(peer), socket()));
+        }
+        // Full (4): a newcomer from c evicts a's oldest, not b's only one.
+        let evicted = opening.make_room(c, budget);
+        assert_eq!(evicted.iter().map(|e| e.id).collect::<Vec<_>>(), [ids[0]]);
+        opening.insert(at(c), socket());
+        // a holds 2; a's third is fine, its fourth evicts its oldest left.
+        let room = opening.make_room(a, budget);
+        assert_eq!(room.iter().map(|e| e.id).collect::<Vec<_>>(), [ids[1]]);
+        let third = opening.insert(at(a), socket());
+        assert!(!opening.remove(ids[0]), "evicted entries are gone");
+        assert!(opening.remove(third));
+        assert_eq!(opening.entries.len(), 3);
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod modules;
 pub mod mounts;
 pub mod net;
 pub mod power;
+pub mod ratelimit;
 pub mod root;
 pub mod signals;
 pub mod spawn;

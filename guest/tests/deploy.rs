@@ -9,6 +9,9 @@
 //! PID1's main loop does, so docker commands go through that path too.
 #![cfg(feature = "sim")]
 
+#[allow(dead_code)]
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Cursor, Read, Write};
 use std::net::TcpListener;
@@ -22,6 +25,7 @@ use easyenclave::bundle::{digest_dir, zip_dir};
 use easyenclave::collateral::Collateral;
 use easyenclave::deploy::{
     BundleSource, DeployAccepted, DeployRequest, DeploymentList, DeploymentState, DeploymentStatus,
+    MAX_REQUEST_BYTES,
 };
 use easyenclave::eventlog::{Event, SealEvent};
 use easyenclave::github::{GitHub, RepoName, RetryPolicy};
@@ -32,15 +36,17 @@ use easyenclave::sim::pki::SimPki;
 use easyenclave::sim::DEV_SEED;
 use easyenclave::testing::github_server::{ActionsJob, GithubServer, Permission, ServerConfig};
 use easyenclave::verify::{Policy, TrustRoot, Verifier};
-use ee_init::api::AgentApi;
+use ee_init::api::{AgentApi, QuoteLimit};
 use ee_init::deploy::auth::AgentKey;
 use ee_init::deploy::command::deliver_exit;
 use ee_init::deploy::seal::Sealing;
 use ee_init::deploy::{DeployEngine, Settings};
-use ee_init::http::{Handler, Request, Response};
+use ee_init::http::{self, Body, Handler, Limits, Request, Response};
 use ee_init::measured::MeasuredLog;
+use ee_init::ratelimit::Rate;
 use ee_init::root::FsRoot;
 use ee_init::supervisor::Exit;
+use ee_init::tls::{AgentTls, CertPolicy};
 use ee_init::tsm::sim::SimTsm;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -53,6 +59,8 @@ const REPO: &str = "alice/app";
 const AGENT_SPKI: &[u8] = b"the agent's attested TLS key (SPKI DER)";
 /// The workflow's GITHUB_TOKEN: an installation token for REPO.
 const INSTALLATION_TOKEN: &str = "ghs-workflow-token";
+/// Alice's credential: she owns the repo.
+const ALICE: [(&str, &str); 1] = [("Authorization", "Bearer t-alice")];
 /// A private env value that must never show up outside docker's environment.
 const MARKER: &str = "marker-7f3a9c1e-private-value";
 
@@ -136,7 +144,7 @@ fn start_reaper() {
 
 /// One agent: engine, handler, GitHub server, scratch root, fake docker home.
 struct Agent {
-    api: AgentApi,
+    api: Arc<AgentApi>,
     measured: Arc<MeasuredLog>,
     github: GithubServer,
     root: tempfile::TempDir,
@@ -206,7 +214,7 @@ impl Agent {
         let engine = DeployEngine::new(config.clone(), measured.clone(), settings).unwrap();
         let api = AgentApi::new(measured.clone(), Instant::now()).with_deploy(Ok(engine));
         Agent {
-            api,
+            api: Arc::new(api),
             measured,
             github,
             root,
@@ -215,18 +223,44 @@ impl Agent {
         }
     }
 
+    /// Rate-limit quotes to `limit` (before [`Agent::serve`]).
+    fn with_quote_limit(mut self, limit: QuoteLimit) -> Agent {
+        let api = Arc::try_unwrap(self.api)
+            .unwrap_or_else(|_| panic!("with_quote_limit comes before serve"));
+        self.api = Arc::new(api.with_quote_limit(limit));
+        self
+    }
+
+    /// Serve the API over RA-TLS on a free port with the limits ee-init
+    /// uses at boot.
+    fn serve(&self) -> std::net::SocketAddr {
+        let tls = AgentTls::start(self.measured.clone(), CertPolicy::default()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits {
+            large_bodies: &[("POST", "/deploy", MAX_REQUEST_BYTES)],
+            ..Limits::default()
+        };
+        http::serve(listener, limits, tls.server_config(), self.api.clone()).unwrap();
+        addr
+    }
+
     fn call(&self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        self.api.handle(&Request {
-            method: method.into(),
-            path: path.into(),
-            query: query.into(),
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_ascii_lowercase(), (*v).to_owned()))
-                .collect(),
-            body: body.to_vec(),
-        })
+        self.api.handle(
+            &Request {
+                method: method.into(),
+                path: path.into(),
+                query: query.into(),
+                headers: headers
+                    .iter()
+                    .map(|(n, v)| (n.to_ascii_lowercase(), (*v).to_owned()))
+                    .collect(),
+                content_length: body.len() as u64,
+                peer: None,
+            },
+            &mut Body::from_bytes(body.to_vec()),
+        )
     }
 
     fn post_deploy(&self, token: &str, request: &DeployRequest) -> Response {
@@ -247,8 +281,9 @@ impl Agent {
         accepted.id
     }
 
+    /// The full status, as the deployer sees it.
     fn status(&self, id: &str) -> DeploymentStatus {
-        let response = self.call("GET", &format!("/status/{id}"), &[], b"");
+        let response = self.call("GET", &format!("/status/{id}"), &ALICE, b"");
         assert_eq!(response.status, 200, "{}", text(&response));
         DeploymentStatus::from_json(&response.body).unwrap()
     }
@@ -266,8 +301,9 @@ impl Agent {
         }
     }
 
+    /// The full list, as the deployer sees it.
     fn deployments(&self) -> DeploymentList {
-        let response = self.call("GET", "/deployments", &[], b"");
+        let response = self.call("GET", "/deployments", &ALICE, b"");
         assert_eq!(response.status, 200);
         DeploymentList::from_json(&response.body).unwrap()
     }
@@ -1063,6 +1099,299 @@ fn a_failed_seal_fails_the_deploy_and_records_no_seal_event() {
     assert!(releases.is_empty(), "nothing published");
 }
 
+/// `POST /deploy` over TLS as `token`'s owner; the answer.
+fn post_over_tls(
+    addr: std::net::SocketAddr,
+    token: &str,
+    request: &DeployRequest,
+) -> support::tls_client::Answer {
+    let body = request.to_json().unwrap();
+    let mut raw = format!(
+        "POST /deploy HTTP/1.1\r\nHost: agent\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(&body);
+    support::tls_client::exchange(addr, &raw)
+}
+
+#[test]
+fn sixty_four_idle_connections_do_not_stop_health_or_a_deploy() {
+    let agent = Agent::new();
+    let addr = agent.serve();
+    // Half never send a byte, half stall inside the TLS record header.
+    let idle: Vec<_> = (0..64)
+        .map(|i| {
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            if i % 2 == 1 {
+                stream.write_all(&[0x16, 0x03, 0x01]).unwrap();
+            }
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+
+    let health = support::tls_client::request(addr, "GET", "/health");
+    assert_eq!(health.status, 200, "{health:?}");
+    let artifact = agent.artifact(bundle_zip(COMPOSE));
+    let answer = post_over_tls(
+        addr,
+        "t-alice",
+        &request(BundleSource::Artifact { id: artifact }),
+    );
+    assert_eq!(answer.status, 202, "{answer:?}");
+    let accepted: DeployAccepted = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(agent.wait(&accepted.id).state, DeploymentState::Running);
+    drop(idle);
+}
+
+#[test]
+fn an_unauthorised_deploy_is_refused_before_its_body_is_read() {
+    let agent = Agent::new();
+    let addr = agent.serve();
+    for (authorization, status, needle) in [
+        (None, 401, "no Authorization header"),
+        (Some("Bearer t-mallory"), 401, "GitHub rejected the token"),
+        (
+            Some("Bearer t-bob"),
+            403,
+            "GitHub user bob has no push access to alice/app",
+        ),
+    ] {
+        let (mut tls, _) = support::tls_client::connect_with(addr, &[&rustls::version::TLS13]);
+        // Announce the largest body allowed, send 16 KiB of it and hold the rest.
+        let mut head = format!(
+            "POST /deploy HTTP/1.1\r\nHost: agent\r\nContent-Length: {MAX_REQUEST_BYTES}\r\n"
+        );
+        if let Some(value) = authorization {
+            head.push_str(&format!("Authorization: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        tls.write_all(head.as_bytes()).unwrap();
+        tls.write_all(&[b' '; 16 * 1024]).unwrap();
+        tls.flush().unwrap();
+        tls.sock
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let mut response = Vec::new();
+        let read = tls.read_to_end(&mut response);
+        let response = String::from_utf8_lossy(&response);
+        assert!(
+            response.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{authorization:?}: {response} ({read:?})"
+        );
+        assert!(response.contains(needle), "{response}");
+        // ...and the connection is closed (cleanly, with close_notify).
+        assert!(read.is_ok(), "{authorization:?}: {read:?}");
+    }
+    assert!(agent.deployments().deployments.is_empty());
+}
+
+#[test]
+fn status_without_credentials_shows_no_login_env_names_or_log() {
+    let agent = Agent::new();
+    let ok = agent.artifact(bundle_zip(COMPOSE));
+    let running = agent.deploy(&request(BundleSource::Artifact { id: ok }));
+    assert_eq!(agent.wait(&running).state, DeploymentState::Running);
+    let bad = agent.artifact(bundle_zip(&format!("# fake-docker: fail-up\n{COMPOSE}")));
+    let failed = agent.deploy(&request(BundleSource::Artifact { id: bad }));
+    assert_eq!(agent.wait(&failed).state, DeploymentState::Failed);
+
+    // A caller with push access sees who deployed, the variable names and
+    // the log; the credential is checked with GitHub once, then remembered
+    // for a while.
+    agent.github.clear_requests();
+    for _ in 0..3 {
+        let carol = [("Authorization", "Bearer t-carol")];
+        let full = agent.call("GET", &format!("/status/{running}"), &carol, b"");
+        assert!(text(&full).contains("alice") && text(&full).contains("API_KEY"));
+    }
+    let asked = agent.github.requests();
+    assert_eq!(
+        asked.iter().filter(|r| r.path.ends_with("/user")).count(),
+        1,
+        "{asked:?}"
+    );
+
+    for target in [
+        format!("/status/{running}"),
+        format!("/status/{failed}"),
+        "/deployments".to_owned(),
+    ] {
+        let response = agent.call("GET", &target, &[], b"");
+        assert_eq!(response.status, 200, "{target}: {}", text(&response));
+        let body = text(&response);
+        for secret in ["alice", "API_KEY", "MODE", "accepted from", MARKER] {
+            assert!(!body.contains(secret), "{target} shows {secret:?}: {body}");
+        }
+    }
+    let public = DeploymentStatus::from_json(
+        &agent
+            .call("GET", &format!("/status/{running}"), &[], b"")
+            .body,
+    )
+    .unwrap();
+    assert_eq!(public.state, DeploymentState::Running);
+    assert!(public.bundle_digest.is_some() && public.release_tag.is_some());
+    assert!(public.log_tail.is_empty());
+    let public = DeploymentStatus::from_json(
+        &agent
+            .call("GET", &format!("/status/{failed}"), &[], b"")
+            .body,
+    )
+    .unwrap();
+    assert_eq!(public.state, DeploymentState::Failed);
+    assert_eq!(
+        public.reason.as_deref(),
+        Some(ee_init::api::REASON_WITHHELD)
+    );
+
+    // A credential that does not pass is refused, as for a deploy.
+    let bob = agent.call(
+        "GET",
+        "/deployments",
+        &[("Authorization", "Bearer t-bob")],
+        b"",
+    );
+    assert_eq!(bob.status, 403, "{}", text(&bob));
+    let mallory = agent.call(
+        "GET",
+        &format!("/status/{running}"),
+        &[("Authorization", "Bearer t-mallory")],
+        b"",
+    );
+    assert_eq!(mallory.status, 401, "{}", text(&mallory));
+}
+
+#[test]
+fn attestation_beyond_the_rate_limit_is_429() {
+    let hour = Duration::from_secs(3600);
+    let agent = Agent::new().with_quote_limit(QuoteLimit {
+        global: Rate {
+            burst: 100,
+            every: Duration::from_millis(1),
+        },
+        per_peer: Rate {
+            burst: 3,
+            every: hour,
+        },
+    });
+    let addr = agent.serve();
+    let nonce = "ab".repeat(32);
+    for _ in 0..3 {
+        let answer =
+            support::tls_client::request(addr, "GET", &format!("/attestation?nonce={nonce}"));
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+    let refused = support::tls_client::request(addr, "GET", &format!("/attestation?nonce={nonce}"));
+    assert_eq!(refused.status, 429, "{refused:?}");
+    let retry_after: u64 = refused
+        .head
+        .lines()
+        .find_map(|l| l.strip_prefix("Retry-After: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3500..=3600).contains(&retry_after), "{retry_after}");
+    assert!(
+        refused.body.contains(
+            "too many quote requests: at most 3 at once and one per 3600000 ms per client address"
+        ),
+        "{}",
+        refused.body
+    );
+    // Everything else still answers.
+    assert_eq!(
+        support::tls_client::request(addr, "GET", "/health").status,
+        200
+    );
+}
+
+#[test]
+fn the_workload_gets_the_proxys_forwarded_headers_and_cannot_inject_any() {
+    let agent = Agent::new();
+    // The workload: echoes the request head, then answers with a bare CR
+    // in a header value.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let workload = std::thread::spawn(move || {
+        let mut answered = 0;
+        while answered < 2 {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            if head.is_empty() {
+                continue; // the readiness check
+            }
+            let mut stream = reader.into_inner();
+            if head.starts_with("GET /echo ") {
+                write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{head}",
+                    head.len()
+                )
+                .unwrap();
+            } else {
+                stream
+                    .write_all(
+                        b"HTTP/1.1 302 Found\r\nLocation: /x\rSet-Cookie: admin=1\r\nContent-Length: 0\r\n\r\n",
+                    )
+                    .unwrap();
+            }
+            answered += 1;
+        }
+    });
+    let artifact = agent.artifact(bundle_zip(COMPOSE));
+    let mut deploy = request(BundleSource::Artifact { id: artifact });
+    deploy.port = Some(port);
+    let id = agent.deploy(&deploy);
+    assert_eq!(agent.wait(&id).state, DeploymentState::Running);
+    let addr = agent.serve();
+
+    let echoed = support::tls_client::exchange(
+        addr,
+        b"GET /app/echo HTTP/1.1\r\nHost: app.example.com\r\nX-Forwarded-For: 6.6.6.6\r\n\
+          X-Forwarded-Proto: http\r\nX-Forwarded-Host: evil.example\r\nForwarded: for=6.6.6.6\r\n\r\n",
+    );
+    assert_eq!(echoed.status, 200, "{echoed:?}");
+    let upstream = echoed.body.to_ascii_lowercase();
+    assert!(!upstream.contains("6.6.6.6"), "{upstream}");
+    assert!(!upstream.contains("evil.example"), "{upstream}");
+    assert!(!upstream.contains("proto: http\r"), "{upstream}");
+    assert!(
+        upstream.contains("x-forwarded-for: 127.0.0.1\r\n"),
+        "{upstream}"
+    );
+    assert!(
+        upstream.contains("x-forwarded-proto: https\r\n"),
+        "{upstream}"
+    );
+    assert!(
+        upstream.contains("x-forwarded-host: app.example.com\r\n"),
+        "{upstream}"
+    );
+
+    let injected = support::tls_client::request(addr, "GET", "/app/login");
+    workload.join().unwrap();
+    assert_eq!(injected.status, 502, "{injected:?}");
+    assert!(!injected.head.contains("admin=1"), "{}", injected.head);
+    assert!(
+        injected
+            .body
+            .contains("header Location has a bare CR in its value"),
+        "{}",
+        injected.body
+    );
+}
+
 // ---------------------------------------------------------------- OIDC
 
 /// The Actions job deploying to the agent.
@@ -1106,7 +1435,24 @@ fn an_oidc_token_and_an_installation_token_deploy_and_publish_to_an_immutable_re
     );
     assert_eq!(response.status, 202, "{}", text(&response));
     let accepted: DeployAccepted = serde_json::from_slice(&response.body).unwrap();
-    let status = agent.wait(&accepted.id);
+    // The OIDC token also opens the full status view (no GitHub user needed).
+    let bearer = format!("Bearer {token}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let response = agent.call(
+            "GET",
+            &format!("/status/{}", accepted.id),
+            &[("Authorization", &bearer)],
+            b"",
+        );
+        assert_eq!(response.status, 200, "{}", text(&response));
+        let status = DeploymentStatus::from_json(&response.body).unwrap();
+        if status.state.is_final() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "stuck: {status:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let requests = agent.github.requests();
     assert_eq!(status.state, DeploymentState::Running, "{status:?}");
     assert!(status.log_tail[0].contains("alice (GitHub Actions OIDC: alice/app refs/heads/main)"));
@@ -1260,7 +1606,7 @@ fn oidc_refs_and_environments_come_from_the_measured_config() {
     let token = |changes| format!("Bearer {}", oidc_token(&agent, changes));
 
     let refused = engine
-        .authenticate(Some(&token(serde_json::json!({"environment": "staging"}))))
+        .authorize(Some(&token(serde_json::json!({"environment": "staging"}))))
         .unwrap_err();
     assert_eq!(refused.status(), 403);
     assert!(
@@ -1270,13 +1616,13 @@ fn oidc_refs_and_environments_come_from_the_measured_config() {
         "{refused}"
     );
     let refused = engine
-        .authenticate(Some(&token(
+        .authorize(Some(&token(
             serde_json::json!({"environment": "production", "ref": "refs/heads/dev"}),
         )))
         .unwrap_err();
     assert!(refused.to_string().contains("claim ref"), "{refused}");
     engine
-        .authenticate(Some(&token(
+        .authorize(Some(&token(
             serde_json::json!({"environment": "production"}),
         )))
         .unwrap();

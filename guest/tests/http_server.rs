@@ -15,16 +15,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use easyenclave::ratls::{CertEvidence, RaTlsError};
-use ee_init::http::{serve, Handler, Limits, Request, Response};
+use ee_init::http::{serve, Body, Budget, Class, Handler, Limits, Request, Response};
 use ee_init::measured::MeasuredLog;
 use ee_init::tls::{AgentTls, CertPolicy};
 use ee_init::tsm::NoTsm;
-use support::tls_client::{connect_with, exchange, request, try_exchange};
+use support::tls_client::{connect_with, exchange, request};
 
 struct Echo;
 
 impl Handler for Echo {
-    fn handle(&self, request: &Request) -> Response {
+    fn handle(&self, request: &Request, _body: &mut Body<'_>) -> Response {
         Response::json(
             200,
             &serde_json::json!({ "path": request.path, "query": request.query }),
@@ -52,8 +52,12 @@ fn start(limits: Limits) -> SocketAddr {
 fn tight() -> Limits {
     Limits {
         io_timeout: Duration::from_millis(300),
+        head_timeout: Duration::from_millis(600),
         request_deadline: Duration::from_millis(600),
-        max_connections: 2,
+        opening: Budget {
+            total: 2,
+            per_peer: 2,
+        },
         ..Limits::default()
     }
 }
@@ -170,10 +174,11 @@ fn a_stalled_handshake_does_not_block_another_client() {
 }
 
 #[test]
-fn stuck_clients_time_out_and_cannot_take_more_than_the_cap() {
+fn stuck_clients_are_evicted_by_newcomers_and_time_out() {
     let addr = start(tight());
-    // Two clients finish the handshake and send nothing: both slots taken.
-    let stuck: Vec<_> = (0..2)
+    // Two clients finish the handshake and send nothing: the opening stage
+    // (2 places) is full.
+    let mut stuck: Vec<_> = (0..2)
         .map(|_| {
             let (mut tls, _) = connect_with(addr, &[&rustls::version::TLS13]);
             tls.conn.complete_io(&mut tls.sock).unwrap();
@@ -181,27 +186,131 @@ fn stuck_clients_time_out_and_cannot_take_more_than_the_cap() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(100));
-    let t = Instant::now();
-    let refused = try_exchange(addr, b"GET / HTTP/1.1\r\n\r\n");
+    // A third client is served: the oldest idle one makes room.
+    assert_eq!(request(addr, "GET", "/third").status, 200);
+    let mut evicted = Vec::new();
+    let _ = stuck.remove(0).read_to_end(&mut evicted);
     assert!(
-        refused.is_err(),
-        "a third client is not served: {refused:?}"
+        !evicted.starts_with(b"HTTP/1.1"),
+        "the evicted client gets no answer: {:?}",
+        String::from_utf8_lossy(&evicted)
     );
-    assert!(
-        t.elapsed() < Duration::from_millis(300),
-        "the refusal is immediate ({:?})",
-        t.elapsed()
-    );
-
-    // The stuck ones are answered 408 once their deadline passes...
+    // The other stuck one is answered 408 once its head deadline passes.
     for mut tls in stuck {
         let mut response = String::new();
         tls.read_to_string(&mut response).unwrap();
         assert!(response.starts_with("HTTP/1.1 408 "), "{response}");
     }
-    // ...which frees their slots.
-    std::thread::sleep(Duration::from_millis(50));
     assert_eq!(request(addr, "GET", "/").status, 200);
+}
+
+/// 64 connections that never finish a request head: half silent, half
+/// stalled in the TLS record header.
+fn idle_connections(addr: SocketAddr) -> Vec<TcpStream> {
+    (0..64)
+        .map(|i| {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            if i % 2 == 1 {
+                stream.write_all(&[0x16, 0x03, 0x01]).unwrap();
+            }
+            stream
+        })
+        .collect()
+}
+
+#[test]
+fn sixty_four_idle_connections_do_not_lock_out_a_request() {
+    let addr = start(Limits::default());
+    let idle = idle_connections(addr);
+    std::thread::sleep(Duration::from_millis(200));
+    for path in ["/health", "/again"] {
+        let answer = exchange(
+            addr,
+            format!("GET {path} HTTP/1.1\r\nHost: agent\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+    drop(idle);
+}
+
+/// Counts requests in progress; each waits until released.
+struct Gate {
+    inside: std::sync::atomic::AtomicUsize,
+    release: std::sync::Mutex<bool>,
+    open: std::sync::Condvar,
+}
+
+impl Handler for Gate {
+    fn class(&self, head: &Request) -> Class {
+        match head.path.as_str() {
+            "/health" => Class::Health,
+            "/deploy" => Class::Deploy,
+            _ => Class::App,
+        }
+    }
+
+    fn handle(&self, request: &Request, _body: &mut Body<'_>) -> Response {
+        if request.path != "/health" {
+            self.inside
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut released = self.release.lock().unwrap();
+            while !*released {
+                released = self.open.wait(released).unwrap();
+            }
+        }
+        Response::json(200, &request.path)
+    }
+}
+
+#[test]
+fn each_class_has_its_own_budget_and_one_client_cannot_take_it_all() {
+    let gate = Arc::new(Gate {
+        inside: Default::default(),
+        release: std::sync::Mutex::new(false),
+        open: std::sync::Condvar::new(),
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = Limits {
+        app: Budget {
+            total: 4,
+            per_peer: 2,
+        },
+        ..Limits::default()
+    };
+    serve(listener, limits, unattested().server_config(), gate.clone()).unwrap();
+    // Two workload requests from this address hang in the workload.
+    let hanging: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || request(addr, "GET", "/app/slow").status))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gate.inside.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "the requests never arrived");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A third from the same address: 503, naming the per-client cap.
+    let refused = request(addr, "GET", "/app/more");
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert!(
+        refused.head.contains("\r\nRetry-After: 1"),
+        "{}",
+        refused.head
+    );
+    assert!(
+        refused
+            .body
+            .contains("already has 2 workload (/app) requests in progress"),
+        "{}",
+        refused.body
+    );
+    // Health has its own budget.
+    assert_eq!(request(addr, "GET", "/health").status, 200);
+    *gate.release.lock().unwrap() = true;
+    gate.open.notify_all();
+    for thread in hanging {
+        assert_eq!(thread.join().unwrap(), 200);
+    }
+    assert_eq!(request(addr, "GET", "/app/after").status, 200);
 }
 
 #[test]
@@ -214,6 +323,53 @@ fn silent_connections_are_closed_after_the_read_timeout() {
     assert!(
         t.elapsed() < Duration::from_secs(2),
         "closed after {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn a_handshake_trickled_byte_by_byte_is_closed_at_the_head_timeout() {
+    // Default limits: each byte arrives well within the 10 s read timeout,
+    // but the handshake never completes; the 5 s head timeout ends it (the
+    // whole-request deadline of 30 s used to).
+    let addr = start(Limits::default());
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    // A TLS handshake record header announcing 512 bytes, then its body.
+    let bytes = [0x16, 0x03, 0x01, 0x02, 0x00]
+        .into_iter()
+        .chain([0x01; 512]);
+    let t = Instant::now();
+    let mut closed = false;
+    for byte in bytes {
+        if t.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        if stream.write_all(&[byte]).is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            other => {
+                closed = true;
+                assert!(other.is_err(), "the server sent something: {other:?}");
+                break;
+            }
+        }
+    }
+    assert!(closed, "still open after {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "closed after {:?}; the head timeout is 5 s",
         t.elapsed()
     );
 }

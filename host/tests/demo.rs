@@ -138,6 +138,12 @@ fn demo_deploys_publishes_and_verifies_end_to_end() {
     assert_eq!(verify["repo"], "acme/hello");
     assert_eq!(verify["sealed"], true);
     assert_eq!(verify["tcb_status"], "UpToDate");
+    // Verified with the default trust: the project's image publisher.
+    assert_eq!(
+        verify["allowlist"]["publisher"],
+        "easy-enclave/easy-enclave"
+    );
+    assert_eq!(verify["allowlist"]["publisher_pinned"], true);
     assert!(
         verify["release_tag"]
             .as_str()

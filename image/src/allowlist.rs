@@ -220,6 +220,9 @@ pub fn allowlist(
             rtmr0,
             rtmr1: transcript.rtmr1,
             rtmr2: transcript.rtmr2,
+            mrconfigid: [0; 48],
+            mrowner: [0; 48],
+            mrownerconfig: [0; 48],
             profile: Profile {
                 qemu_version: qemu.to_string(),
                 ovmf,

@@ -18,6 +18,10 @@
 //!               "profile": {"qemu_version": "10.1.0", "ovmf": "<sha256>", "cpus": 2,
 //!                           "memory_mib": 4096, "variant": "production"}}]}
 //! ```
+//!
+//! An entry may also name `mrconfigid`, `mrowner` and `mrownerconfig`
+//! (96 hex digits each); absent, they must be all zero. The host sets them
+//! at launch, so an unlisted value is refused like any other register.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -74,6 +78,29 @@ pub struct MeasurementSet {
     /// Expected RTMR2 (kernel command line and initrd).
     #[serde(with = "crate::hexser")]
     pub rtmr2: Measurement,
+    /// Expected MRCONFIGID: all zero unless the entry says otherwise. The
+    /// host sets it at launch and nothing in the TD reads it, so a value the
+    /// publisher did not vouch for is refused rather than ignored.
+    #[serde(
+        default = "zero_register",
+        with = "crate::hexser",
+        skip_serializing_if = "is_zero_register"
+    )]
+    pub mrconfigid: Measurement,
+    /// Expected MROWNER (all zero unless the entry says otherwise).
+    #[serde(
+        default = "zero_register",
+        with = "crate::hexser",
+        skip_serializing_if = "is_zero_register"
+    )]
+    pub mrowner: Measurement,
+    /// Expected MROWNERCONFIG (all zero unless the entry says otherwise).
+    #[serde(
+        default = "zero_register",
+        with = "crate::hexser",
+        skip_serializing_if = "is_zero_register"
+    )]
+    pub mrownerconfig: Measurement,
     /// The inputs the registers were computed from.
     pub profile: Profile,
 }
@@ -138,6 +165,14 @@ pub struct XfamPolicy {
     pub accepted: Vec<u64>,
 }
 
+fn zero_register() -> Measurement {
+    [0; 48]
+}
+
+fn is_zero_register(register: &Measurement) -> bool {
+    register.iter().all(|&b| b == 0)
+}
+
 /// The measured values of a TD that an allowlist constrains (read from a quote).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TdMeasurements {
@@ -149,10 +184,33 @@ pub struct TdMeasurements {
     pub rtmr1: Measurement,
     /// RTMR2.
     pub rtmr2: Measurement,
+    /// MRCONFIGID (host-chosen at launch).
+    pub mrconfigid: Measurement,
+    /// MROWNER (host-chosen at launch).
+    pub mrowner: Measurement,
+    /// MROWNERCONFIG (host-chosen at launch).
+    pub mrownerconfig: Measurement,
     /// TD attributes.
     pub td_attributes: u64,
     /// XFAM.
     pub xfam: u64,
+}
+
+impl TdMeasurements {
+    /// The constrained values of a quote's TD report.
+    pub fn of(report: &crate::quote::TdReport10) -> Self {
+        TdMeasurements {
+            mrtd: report.mr_td,
+            rtmr0: report.rtmr0,
+            rtmr1: report.rtmr1,
+            rtmr2: report.rtmr2,
+            mrconfigid: report.mr_config_id,
+            mrowner: report.mr_owner,
+            mrownerconfig: report.mr_owner_config,
+            td_attributes: report.td_attributes.value(),
+            xfam: u64::from_le_bytes(report.xfam),
+        }
+    }
 }
 
 /// Why an allowlist was rejected.
@@ -353,6 +411,9 @@ impl MeasurementSet {
             ("rtmr0", self.rtmr0, td.rtmr0),
             ("rtmr1", self.rtmr1, td.rtmr1),
             ("rtmr2", self.rtmr2, td.rtmr2),
+            ("mrconfigid", self.mrconfigid, td.mrconfigid),
+            ("mrowner", self.mrowner, td.mrowner),
+            ("mrownerconfig", self.mrownerconfig, td.mrownerconfig),
         ]
         .into_iter()
         .filter(|(_, expected, actual)| expected != actual)
@@ -406,7 +467,8 @@ pub struct AllowlistMismatch {
 /// One register that differs from the closest entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegisterMismatch {
-    /// `mrtd`, `rtmr0`, `rtmr1` or `rtmr2`.
+    /// `mrtd`, `rtmr0`, `rtmr1`, `rtmr2`, `mrconfigid`, `mrowner` or
+    /// `mrownerconfig`.
     pub register: &'static str,
     /// Value in the allowlist entry.
     pub expected: Measurement,
@@ -558,5 +620,29 @@ mod tests {
         for bad in ["10000000", "0x", "0x10000000000000000", "0x+1", "0xg"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn owner_registers_default_to_zero_and_can_be_listed() {
+        let register = "11".repeat(48);
+        let entry = |extra: &str| {
+            format!(
+                r#"{{"version": 1, "image_id": "ee-image-0.1.0", "xfam": {{"accepted": ["0x00000000000602e7"]}},
+                "entries": [{{"name": "a", "mrtd": "{z}", "rtmr0": "{z}", "rtmr1": "{z}", "rtmr2": "{z}"{extra},
+                "profile": {{"qemu_version": "10.1.0", "ovmf": "{o}", "cpus": 1, "memory_mib": 1, "variant": "production"}}}}]}}"#,
+                z = "00".repeat(48),
+                o = "00".repeat(32)
+            )
+        };
+        let plain = super::Allowlist::from_json(entry("").as_bytes()).unwrap();
+        assert_eq!(plain.entries[0].mrconfigid, [0; 48]);
+        // Written back without the zero registers: lists stay as they were.
+        assert!(!plain.to_json().unwrap().contains("mrconfigid"));
+        let listed = super::Allowlist::from_json(
+            entry(&format!(r#", "mrconfigid": "{register}""#)).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(listed.entries[0].mrconfigid, [0x11; 48]);
+        assert_eq!(listed.entries[0].mrowner, [0; 48]);
     }
 }

@@ -9,9 +9,9 @@
 //! with a distinct NUL-terminated tag per [`Purpose`], so a quote made for one
 //! purpose (say an RA-TLS handshake) can never be presented as another (a
 //! published attestation). The tag's `/v1` versions the statement format.
-//! `sdk/testdata/attestation-v1.json` holds worked examples.
+//! `sdk/testdata/attestation-v2.json` holds worked examples.
 //!
-//! **The attestation document** (`attestation.json`, format version 1) is what
+//! **The attestation document** (`attestation.json`, format version 2) is what
 //! the agent publishes on a GitHub release: the quote, the RTMR3 event log and
 //! the claims of the [`PublishStatement`]. A verifier rebuilds the statement
 //! from the document ([`AttestationDocument::statement`]) and accepts the
@@ -27,7 +27,8 @@ use crate::launch::{check_endpoint, check_image_id, check_repo, check_url};
 use crate::rtmr::Measurement;
 
 /// The attestation document format version this build reads and writes.
-pub const ATTESTATION_VERSION: u32 = 1;
+/// Version 2 binds the allowlist reference into the statement.
+pub const ATTESTATION_VERSION: u32 = 2;
 /// Largest document accepted by [`AttestationDocument::from_json`].
 pub const MAX_DOCUMENT_BYTES: usize = 2 * 1024 * 1024;
 /// Largest quote a document may carry (real TDX quotes are 5-8 KiB).
@@ -53,7 +54,7 @@ impl Purpose {
     /// The NUL-terminated ASCII tag hashed before the statement.
     pub fn tag(self) -> &'static [u8] {
         match self {
-            Purpose::Publish => b"easyenclave/reportdata/publish/v1\0",
+            Purpose::Publish => b"easyenclave/reportdata/publish/v2\0",
             Purpose::Challenge => b"easyenclave/reportdata/challenge/v1\0",
             Purpose::RaTls => b"easyenclave/reportdata/ra-tls/v1\0",
         }
@@ -97,6 +98,10 @@ pub struct PublishStatement {
     /// SHA-384 of the event log's canonical JSON ([`EventLog::digest`]).
     #[serde(with = "crate::hexser")]
     pub event_log_digest: Measurement,
+    /// The allowlist the deployer checked the TD against. Bound, so whoever
+    /// can upload release assets cannot point verifiers at another list
+    /// without breaking the quote.
+    pub allowlist: AllowlistRef,
 }
 
 impl Statement for PublishStatement {
@@ -106,6 +111,7 @@ impl Statement for PublishStatement {
         check_repo(&self.repo).map_err(|p| invalid("repo", p))?;
         check_endpoint(&self.endpoint).map_err(|p| invalid("endpoint", p))?;
         check_release_tag(&self.release_tag).map_err(|p| invalid("release_tag", p))?;
+        check_url(&self.allowlist.url, &["https"]).map_err(|p| invalid("allowlist.url", p))?;
         check_timestamp(self.timestamp)
     }
 }
@@ -171,7 +177,7 @@ pub struct AllowlistRef {
     pub sha256: [u8; 32],
 }
 
-/// The published attestation (`attestation.json`, format version 1).
+/// The published attestation (`attestation.json`, format version 2).
 ///
 /// There is deliberately no `sealed` field: a JSON flag is whatever the writer
 /// wants it to be. Whether the TD is sealed is read from the event log
@@ -194,9 +200,10 @@ pub struct AttestationDocument {
     pub quote: Vec<u8>,
     /// The RTMR3 event log (bound by its digest in the statement).
     pub event_log: EventLog,
-    /// The allowlist the publisher of the image vouches for. A hint, not
-    /// bound: the verifier checks the downloaded bytes against `sha256` and the
-    /// quote's registers against the list.
+    /// The allowlist the deployer checked the TD against (bound by the
+    /// statement): the verifier checks the downloaded bytes against `sha256`,
+    /// the publisher against the ones it trusts, and the quote's registers
+    /// against the list.
     pub allowlist: AllowlistRef,
     /// The image the TD booted. A hint, not bound by the statement, but it
     /// must equal the measured launch config's `image_id`.
@@ -314,6 +321,7 @@ impl AttestationDocument {
             release_tag: self.release_tag.clone(),
             timestamp: self.timestamp,
             event_log_digest: self.event_log.digest(),
+            allowlist: self.allowlist.clone(),
         }
     }
 

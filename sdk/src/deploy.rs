@@ -190,10 +190,25 @@ impl DeployRequest {
         }
     }
 
-    /// Parse and validate a request body.
+    /// Parse and validate a request body. Parsed straight into the request
+    /// (no intermediate JSON tree), and the private values are wiped if the
+    /// request is refused, so that the only copies left are the ones the
+    /// caller takes over (and wipes).
     pub fn from_json(bytes: &[u8]) -> Result<Self, DeployApiError> {
-        let request: DeployRequest = parse_versioned(bytes, MAX_REQUEST_BYTES)?;
-        request.validate()?;
+        let mut request: DeployRequest =
+            crate::versioned::parse_direct(bytes, MAX_REQUEST_BYTES, DEPLOY_API_VERSION).map_err(
+                |e| match e {
+                    Ok(envelope) => DeployApiError::from(envelope),
+                    Err((path, problem)) if path == "." => DeployApiError::Json(problem),
+                    Err((path, problem)) => DeployApiError::Json(format!("{path}: {problem}")),
+                },
+            )?;
+        if let Err(e) = request.validate() {
+            for value in request.env.values_mut() {
+                zeroize::Zeroize::zeroize(value);
+            }
+            return Err(e);
+        }
         Ok(request)
     }
 

@@ -503,6 +503,45 @@ pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
     }
 }
 
+/// The canonical form of a GitHub REST API base URL, for comparing the API a
+/// TD was measured with against the one a verifier expects:
+/// `scheme://host:port/path` with the scheme and host lower-cased, the
+/// default port written out and trailing slashes dropped. Two URLs name the
+/// same API exactly when their canonical forms are equal. The error names
+/// the problem (see [`check_url`]).
+pub fn canonical_api_url(url: &str) -> Result<String, String> {
+    check_url(url, &["https", "http"])?;
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let scheme = scheme.to_ascii_lowercase();
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    let authority = authority.to_ascii_lowercase();
+    // A bracketed IPv6 host has colons of its own; the port follows `]`.
+    let has_port = match authority.rfind(']') {
+        Some(end) => authority[end..].contains(':'),
+        None => authority.contains(':'),
+    };
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let authority = if has_port {
+        authority
+    } else {
+        format!("{authority}:{default_port}")
+    };
+    Ok(format!(
+        "{scheme}://{authority}{}",
+        path.trim_end_matches('/')
+    ))
+}
+
+/// Whether the API a TD was measured with (`measured`) is the one the
+/// verifier expects (`expected`): equal [`canonical_api_url`] forms. A
+/// measured URL that does not parse never matches.
+pub fn same_github_api(expected: &str, measured: &str) -> bool {
+    match (canonical_api_url(expected), canonical_api_url(measured)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 /// Check `scheme://host[:port][/path]` with one of `schemes`; no user info,
 /// query or fragment.
 pub fn check_url(url: &str, schemes: &[&str]) -> Result<(), String> {
@@ -675,5 +714,40 @@ mod tests {
         assert!(check_url("ftp://x", &["https"])
             .unwrap_err()
             .contains("scheme must be https"));
+    }
+
+    #[test]
+    fn api_urls_compare_by_canonical_form() {
+        assert!(same_github_api(
+            "https://api.github.com",
+            "https://API.github.com:443/"
+        ));
+        assert!(same_github_api(
+            "https://ghe.example/api/v3",
+            "https://ghe.example:443/api/v3/"
+        ));
+        assert!(same_github_api(
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080/"
+        ));
+        assert!(same_github_api(
+            "https://[::1]/api",
+            "https://[::1]:443/api"
+        ));
+        for other in [
+            "https://api.attacker.test",
+            "http://api.github.com",
+            "https://api.github.com:8443",
+            "https://api.github.com/api/v3",
+            "https://api.github.com.attacker.test",
+            "https://user@api.github.com",
+            "not a url",
+        ] {
+            assert!(!same_github_api("https://api.github.com", other), "{other}");
+        }
+        assert_eq!(
+            canonical_api_url("https://Ghe.Example/api/v3/").unwrap(),
+            "https://ghe.example:443/api/v3"
+        );
     }
 }

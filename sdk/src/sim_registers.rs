@@ -189,6 +189,9 @@ mod tests {
             rtmr0: [0x22; 48],
             rtmr1: [0x33; 48],
             rtmr2: [0x44; 48],
+            mrconfigid: [0; 48],
+            mrowner: [0; 48],
+            mrownerconfig: [0; 48],
             profile: Profile {
                 qemu_version: "10.1.0".to_owned(),
                 ovmf: [0x55; 32],
@@ -361,6 +364,9 @@ mod tests {
             rtmr0: body.rtmr0,
             rtmr1: body.rtmr1,
             rtmr2: body.rtmr2,
+            mrconfigid: [0; 48],
+            mrowner: [0; 48],
+            mrownerconfig: [0; 48],
             td_attributes: body.td_attributes.value(),
             xfam: u64::from_le_bytes(body.xfam),
         };

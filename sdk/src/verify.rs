@@ -326,14 +326,7 @@ fn unsafe_attribute_names(attributes: &TdAttributes) -> Vec<&'static str> {
 }
 
 fn td_measurements(td: &TdReport10) -> TdMeasurements {
-    TdMeasurements {
-        mrtd: td.mr_td,
-        rtmr0: td.rtmr0,
-        rtmr1: td.rtmr1,
-        rtmr2: td.rtmr2,
-        td_attributes: td.td_attributes.value(),
-        xfam: u64::from_le_bytes(td.xfam),
-    }
+    TdMeasurements::of(td)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use easyenclave::collateral::Collateral;
 use easyenclave::deploy::{
     BundleSource, DeployRequest, DeploymentState, DeploymentStatus, DEPLOY_API_VERSION,
 };
-use easyenclave::eventlog::{Event, EventLog, EventLogError};
+use easyenclave::eventlog::{BundleEvent, Event, EventLog, EventLogError, SealEvent};
 use easyenclave::launch::LaunchConfig;
 use easyenclave::ratls::{self, Identity, RaTlsError};
 use easyenclave::rtmr;
@@ -78,6 +78,9 @@ fn allowlist_with_mrtd(mrtd: rtmr::Measurement) -> Allowlist {
             rtmr0: config.rtmrs[0],
             rtmr1: config.rtmrs[1],
             rtmr2: config.rtmrs[2],
+            mrconfigid: [0; 48],
+            mrowner: [0; 48],
+            mrownerconfig: [0; 48],
             profile: Profile {
                 qemu_version: "10.1.0".into(),
                 ovmf: [0; 32],
@@ -141,6 +144,8 @@ struct Spec {
     repo: &'static str,
     github_api_url: Option<&'static str>,
     oidc_issuer: Option<&'static str>,
+    /// Measured after the launch config (bundles, a seal).
+    events: Vec<Event>,
     fault: Fault,
     statuses: Vec<DeploymentStatus>,
 }
@@ -151,6 +156,7 @@ impl Default for Spec {
             repo: REPO,
             github_api_url: None,
             oidc_issuer: None,
+            events: Vec::new(),
             fault: Fault::None,
             statuses: vec![status(DeploymentState::Running, &["up"], None)],
         }
@@ -232,6 +238,10 @@ impl TestAgent {
             td.extend_rtmr(3, digest).map(|_| ())
         })
         .unwrap();
+        for event in spec.events {
+            log.push_extended(event, |digest| td.extend_rtmr(3, digest).map(|_| ()))
+                .unwrap();
+        }
         if spec.fault == Fault::UnloggedEvent {
             td.extend_rtmr(3, &rtmr::sha384(b"hidden event")).unwrap();
         }
@@ -675,6 +685,42 @@ fn deploy_needs_attestation_then_sends_the_token_and_follows_status() {
 }
 
 #[test]
+fn status_with_a_token_sends_it_only_after_attestation() {
+    let agent = TestAgent::start(Spec::default());
+    let client = AgentClient::connect(&agent.url, sim_trust()).unwrap();
+    assert!(matches!(
+        client.status_as("d1", Some(TOKEN)).unwrap_err(),
+        AgentError::NotAttested
+    ));
+    assert!(matches!(
+        client.deployments_as(Some(TOKEN)).unwrap_err(),
+        AgentError::NotAttested
+    ));
+    assert!(agent.seen().is_empty());
+
+    client.attest().unwrap();
+    client.status_as("d1", Some(TOKEN)).unwrap();
+    client.deployments_as(Some(TOKEN)).unwrap();
+    client.status("d1").unwrap();
+    client.deployments().unwrap();
+    let bearer = format!("Bearer {TOKEN}");
+    let seen = agent.seen();
+    let with_token: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.header("authorization") == Some(bearer.as_str()))
+        .map(|s| s.path.as_str())
+        .collect();
+    assert_eq!(with_token, ["/status/d1", "/deployments"]);
+    assert_eq!(
+        seen.iter()
+            .filter(|s| s.header("authorization").is_some())
+            .count(),
+        2,
+        "the calls without a token carry none"
+    );
+}
+
+#[test]
 fn a_refused_deploy_carries_the_agents_status_and_reason() {
     let agent = TestAgent::start(Spec::default());
     let client = AgentClient::connect(&agent.url, sim_trust()).unwrap();
@@ -695,21 +741,60 @@ fn a_token_is_not_sent_to_an_agent_whose_github_api_is_plain_http() {
         github_api_url: Some("http://10.0.2.2:8080/api/v3"),
         ..Spec::default()
     });
-    let client = AgentClient::connect(&agent.url, sim_trust()).unwrap();
+    // Even when the client expects exactly that API...
+    let expecting = || sim_trust().with_github_api_url("http://10.0.2.2:8080/api/v3");
+    let client = AgentClient::connect(&agent.url, expecting()).unwrap();
     client.attest().unwrap();
     let request = DeployRequest::new(BundleSource::Artifact { id: 7 });
     let err = client.deploy(TOKEN, &request).unwrap_err();
     assert!(matches!(err, AgentError::InsecureGitHubApi { .. }), "{err}");
     assert!(!agent.saw_authorization());
 
-    // A test setup opts in explicitly.
+    // ...a test setup opts in explicitly.
     let trust = AgentTrust {
         allow_http_github_api: true,
-        ..sim_trust()
+        ..expecting()
     };
     let client = AgentClient::connect(&agent.url, trust).unwrap();
     client.attest().unwrap();
     assert_eq!(client.deploy(TOKEN, &request).unwrap().id, "d1");
+}
+
+/// S1: a host launches a genuine image with a GitHub API of its own, which
+/// would receive the token and serve the bundle.
+#[test]
+fn nothing_is_sent_to_an_agent_measured_with_another_github_api() {
+    let agent = TestAgent::start(Spec {
+        github_api_url: Some("https://api.attacker.test"),
+        ..Spec::default()
+    });
+    let client = AgentClient::connect(&agent.url, sim_trust()).unwrap();
+    match client.attest().unwrap_err() {
+        AgentError::GithubApiMismatch { expected, measured } => {
+            assert_eq!(expected, "https://api.github.com");
+            assert_eq!(measured, "https://api.attacker.test");
+        }
+        other => panic!("{other}"),
+    }
+    let request = DeployRequest::new(BundleSource::Artifact { id: 7 });
+    let err = client.deploy(TOKEN, &request).unwrap_err();
+    assert!(matches!(err, AgentError::NotAttested), "{err}");
+    assert!(!agent.saw_authorization() && !agent.saw_deploy());
+
+    // A client that expects a GitHub Enterprise Server accepts only it.
+    let agent = TestAgent::start(Spec {
+        github_api_url: Some("https://ghe.example/api/v3"),
+        ..Spec::default()
+    });
+    let trust = || sim_trust().with_github_api_url("https://GHE.example:443/api/v3/");
+    let client = AgentClient::connect(&agent.url, trust()).unwrap();
+    client.attest().unwrap();
+    assert_eq!(client.deploy(TOKEN, &request).unwrap().id, "d1");
+    let public = AgentClient::connect(&agent.url, sim_trust()).unwrap();
+    assert!(matches!(
+        public.attest().unwrap_err(),
+        AgentError::GithubApiMismatch { .. }
+    ));
 }
 
 #[test]
@@ -745,7 +830,28 @@ fn bad_urls_are_refused_before_connecting() {
 // ---------------------------------------------------------------------------
 // `ee deploy`.
 
+/// The URL tests give as where the allowlist is published.
+const ALLOWLIST_URL: &str =
+    "https://github.com/easy-enclave/easy-enclave/releases/download/v1/allowlist.json";
+
+/// `ee deploy ARGS`; a matching allowlist and its URL are added unless the
+/// arguments name their own.
 fn ee(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    if !args.iter().any(|a| a == "--allowlist") {
+        args.push("--allowlist".into());
+        args.push(write_allowlist(dir.path(), &matching_allowlist()));
+    }
+    if !args.iter().any(|a| a == "--allowlist-url") {
+        args.push("--allowlist-url".into());
+        args.push(ALLOWLIST_URL.into());
+    }
+    ee_exactly(&args, env)
+}
+
+/// `ee deploy ARGS`, nothing added.
+fn ee_exactly(args: &[String], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ee"));
     command.arg("deploy").args(args).env_remove("GITHUB_TOKEN");
     for (name, value) in env {
@@ -818,6 +924,98 @@ fn ee_deploy_refuses_an_agent_bound_to_another_repo_without_sending_the_token() 
         .iter()
         .any(|s| s.path.starts_with("/attestation")));
     assert!(!agent.saw_authorization() && !agent.saw_deploy());
+}
+
+#[test]
+fn ee_deploy_refuses_an_agent_measured_with_another_github_api() {
+    let agent = TestAgent::start(Spec {
+        github_api_url: Some("https://api.attacker.test"),
+        ..Spec::default()
+    });
+    let out = ee(
+        &[
+            "--agent",
+            &agent.url,
+            "--repo",
+            REPO,
+            "--artifact",
+            "7",
+            "--root",
+            "sim",
+            "--env",
+            "API_KEY",
+        ],
+        &[("GITHUB_TOKEN", TOKEN), ("API_KEY", "marker-1234")],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("\"https://api.attacker.test\"")
+            && stderr.contains("\"https://api.github.com\""),
+        "{stderr}"
+    );
+    assert!(!agent.saw_authorization() && !agent.saw_deploy());
+    assert!(!agent
+        .seen()
+        .iter()
+        .any(|s| String::from_utf8_lossy(&s.body).contains("marker-1234")));
+}
+
+#[test]
+fn ee_deploy_without_an_allowlist_is_refused_before_anything() {
+    let agent = TestAgent::start(Spec::default());
+    let base = |extra: &[&str]| {
+        [
+            "--agent",
+            agent.url.as_str(),
+            "--repo",
+            REPO,
+            "--artifact",
+            "7",
+            "--root",
+            "sim",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|a| a.to_string())
+        .collect::<Vec<String>>()
+    };
+    // Neither a file nor a published list: refused before the token is read.
+    let out = ee_exactly(&base(&[]), &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--allowlist-url is required"), "{stderr}");
+    assert!(!stderr.contains("GITHUB_TOKEN"), "{stderr}");
+    assert!(agent.seen().is_empty());
+    // A published list needs a publisher the deployer trusts; with no
+    // GitHub answering it is never accepted on trust.
+    let out = ee_exactly(
+        &base(&[
+            "--allowlist-url",
+            "https://github.com/attacker/images/releases/download/v1/allowlist.json",
+        ]),
+        &[("GITHUB_TOKEN", TOKEN)],
+    );
+    let stderr = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("attacker/images") && stderr.contains("easy-enclave/easy-enclave"),
+        "{stderr}"
+    );
+    assert!(agent.seen().is_empty());
+    // A plain-http API needs its own flag.
+    let out = ee_exactly(
+        &base(&[
+            "--allowlist-url",
+            ALLOWLIST_URL,
+            "--api-url",
+            "http://127.0.0.1:9/api/v3",
+        ]),
+        &[("GITHUB_TOKEN", TOKEN)],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--allow-http-github-api"));
+    assert!(agent.seen().is_empty());
 }
 
 #[test]
@@ -918,6 +1116,10 @@ fn ee_deploy_sends_the_bundle_env_and_token_and_follows_to_running() {
         stderr.contains("allowlist entry:        sim-test"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("GitHub API:             https://api.github.com (measured"),
+        "{stderr}"
+    );
     // No secret on the terminal.
     assert!(
         !stderr.contains("marker-1234") && !stderr.contains(TOKEN),
@@ -948,6 +1150,16 @@ fn ee_deploy_sends_the_bundle_env_and_token_and_follows_to_running() {
         .map(|s| s.path.split('?').next().unwrap())
         .collect();
     assert_eq!(&order[..2], ["/attestation", "/deploy"]);
+    // The status polls carry the deploy's token: the agent shows the log
+    // and a failure's reason only to a caller with push access.
+    let polls: Vec<_> = seen.iter().filter(|s| s.path == "/status/d1").collect();
+    assert!(!polls.is_empty());
+    assert!(
+        polls
+            .iter()
+            .all(|s| s.header("authorization") == Some(format!("Bearer {TOKEN}").as_str())),
+        "every status poll carries the token"
+    );
 }
 
 #[test]
@@ -1359,4 +1571,105 @@ mod oidc {
         assert_eq!(sent.github_token.as_deref(), Some(GITHUB_TOKEN));
         assert!(!stderr.contains(jwt) && !stderr.contains(GITHUB_TOKEN));
     }
+}
+
+// ---------------------------------------------------------------------------
+// `ee verify --agent`: the published mode's flags, honoured or refused.
+
+fn ee_verify_agent(agent: &TestAgent, extra: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let allowlist = write_allowlist(dir.path(), &matching_allowlist());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ee"));
+    command
+        .args(["verify", REPO, "--agent", &agent.url, "--root", "sim"])
+        .args(["--allowlist", &allowlist])
+        .args(extra);
+    command.output().unwrap()
+}
+
+#[test]
+fn ee_verify_agent_requires_a_seal_and_the_expected_bundle() {
+    let fresh = TestAgent::start(Spec::default());
+    let out = ee_verify_agent(&fresh, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("check unsealed failed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = ee_verify_agent(&fresh, &["--allow-unsealed"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("running:     no bundle running"));
+    let out = ee_verify_agent(
+        &fresh,
+        &["--allow-unsealed", "--expect-bundle", &"ab".repeat(32)],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("check no_bundle failed"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let digest = [0x5a; 32];
+    let deployed = TestAgent::start(Spec {
+        events: vec![
+            Event::Bundle(BundleEvent {
+                digest,
+                repo: REPO.to_owned(),
+                artifact_id: None,
+                source: "inline".to_owned(),
+            }),
+            Event::Seal(SealEvent {
+                removed: vec!["getty".to_owned()],
+            }),
+        ],
+        ..Spec::default()
+    });
+    let out = ee_verify_agent(
+        &deployed,
+        &["--expect-bundle", &hex::encode(digest), "--json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["running_bundle"], hex::encode(digest));
+    assert_eq!(json["sealed"], true);
+    assert_eq!(json["github_api_url"], "https://api.github.com");
+    let out = ee_verify_agent(&deployed, &["--expect-bundle", &"ab".repeat(32), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["check"], "bundle_mismatch");
+}
+
+#[test]
+fn ee_verify_agent_refuses_flags_it_cannot_honour() {
+    let agent = TestAgent::start(Spec::default());
+    for (extra, named) in [
+        (&["--max-age", "1h"][..], "--max-age does not apply"),
+        (&["--now", "1750000000"][..], "--now does not apply"),
+        (
+            &["--token-env", "GITHUB_TOKEN"][..],
+            "--token-env does not apply",
+        ),
+        (
+            &["--allowlist-publisher", "easy-enclave/easy-enclave"][..],
+            "--allowlist-publisher does not apply",
+        ),
+    ] {
+        let out = ee_verify_agent(&agent, extra);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}");
+        assert!(text(&out.stderr).contains(named), "{}", text(&out.stderr));
+    }
+    // No allowlist: nothing says which images to trust.
+    let out = Command::new(env!("CARGO_BIN_EXE_ee"))
+        .args(["verify", REPO, "--agent", &agent.url, "--root", "sim"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--agent needs --allowlist FILE"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(agent.seen().is_empty());
 }

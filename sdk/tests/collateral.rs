@@ -461,6 +461,68 @@ fn expired_entry_is_refetched_and_replaced() {
     ));
 }
 
+/// S12: the bundle is valid for weeks, but a revocation must reach
+/// verifiers within a day: a fetched bundle is served for 24 hours only.
+#[test]
+fn a_bundle_is_refetched_a_day_after_it_was_fetched() {
+    const HOUR: u64 = 3600;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = CollateralCache::new(dir.path());
+    let key = tdx_key();
+    let calls = std::cell::Cell::new(0);
+    let fetched = sample("tdx_quote");
+    let validity = fetched.validity().unwrap();
+    assert!(validity.contains(TDX_QUOTE_NOW + 25 * HOUR), "{validity:?}");
+
+    cache
+        .get_or_fetch(&key, TDX_QUOTE_NOW, counting_fetcher(&calls, &fetched))
+        .unwrap();
+    let later = cache
+        .get_or_fetch(
+            &key,
+            TDX_QUOTE_NOW + 23 * HOUR,
+            counting_fetcher(&calls, &fetched),
+        )
+        .unwrap();
+    assert!(matches!(later.provenance, Provenance::Cache));
+    assert_eq!(calls.get(), 1);
+
+    // A day later, from memory and from the file alike.
+    for cache in [cache.clone(), CollateralCache::new(dir.path())] {
+        match cache.get(&key, TDX_QUOTE_NOW + 25 * HOUR) {
+            CacheLookup::Miss(MissReason::DueForRefresh {
+                fetched_at,
+                refresh_secs,
+            }) => assert_eq!((fetched_at, refresh_secs), (TDX_QUOTE_NOW, 24 * HOUR)),
+            other => panic!("expected a refresh, got {other:?}"),
+        }
+    }
+    let refreshed = cache
+        .get_or_fetch(
+            &key,
+            TDX_QUOTE_NOW + 25 * HOUR,
+            counting_fetcher(&calls, &fetched),
+        )
+        .unwrap();
+    assert!(matches!(
+        refreshed.provenance,
+        Provenance::Fetched {
+            miss: MissReason::DueForRefresh { .. },
+            stored: Ok(())
+        }
+    ));
+    assert_eq!(calls.get(), 2);
+
+    // The interval is configurable.
+    let hourly =
+        CollateralCache::new(dir.path()).with_refresh(std::time::Duration::from_secs(HOUR));
+    assert!(hourly
+        .get(&key, TDX_QUOTE_NOW + 25 * HOUR + 30)
+        .hit()
+        .is_some());
+    assert!(hourly.get(&key, TDX_QUOTE_NOW + 27 * HOUR).hit().is_none());
+}
+
 #[test]
 fn corrupt_or_foreign_files_are_misses_and_get_replaced() {
     let dir = tempfile::tempdir().unwrap();
@@ -469,7 +531,7 @@ fn corrupt_or_foreign_files_are_misses_and_get_replaced() {
     let path = cache.path_for(&key);
     let collateral = sample("tdx_quote");
 
-    cache.put(&key, &collateral).unwrap();
+    cache.put_at(&key, &collateral, TDX_QUOTE_NOW).unwrap();
     let good = fs::read(&path).unwrap();
     let truncated = good.get(..good.len() / 2).unwrap().to_vec();
     let mut wrong_version: Value = serde_json::from_slice(&good).unwrap();
@@ -535,7 +597,9 @@ fn cache_files_are_written_atomically_with_public_modes() {
     let cache_dir = dir.path().join("collateral");
     let cache = CollateralCache::new(&cache_dir);
     let key = tdx_key();
-    cache.put(&key, &sample("tdx_quote")).unwrap();
+    cache
+        .put_at(&key, &sample("tdx_quote"), TDX_QUOTE_NOW)
+        .unwrap();
 
     let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&cache_dir), 0o755);
@@ -554,6 +618,7 @@ fn cache_files_are_written_atomically_with_public_modes() {
         "source": "http://pccs.invalid",
         "fmspc": "B0C06F000000",
         "ca": "platform",
+        "fetched_at": TDX_QUOTE_NOW,
         "collateral": sample_json("tdx_quote"),
     });
     assert_eq!(entry, expected);

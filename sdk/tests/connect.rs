@@ -12,10 +12,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use easyenclave::allowlist::{
     Allowlist, MeasurementSet, Profile, TdAttributesPolicy, Variant, XfamPolicy,
 };
-use easyenclave::attestation::{AllowlistRef, AttestationDocument};
+use easyenclave::attestation::{AllowlistRef, AttestationDocument, ATTESTATION_VERSION};
 use easyenclave::collateral::Collateral;
 use easyenclave::connect::{
-    connect_with, CollateralChoice, CollateralOrigin, ConnectError, ConnectOptions, VerifiedService,
+    connect_with, CollateralChoice, CollateralOrigin, ConnectError, ConnectOptions,
+    VerifiedService, OFFICIAL_IMAGE_PUBLISHER,
 };
 use easyenclave::eventlog::{BundleEvent, Event, EventLog, SealEvent};
 use easyenclave::github::{GitHub, NewRelease, RepoName, RetryPolicy};
@@ -26,7 +27,7 @@ use easyenclave::sim::tcb::OUT_OF_DATE_SVNS;
 use easyenclave::sim::td::{SimTd, SimTdConfig, DEFAULT_XFAM};
 use easyenclave::sim::DEV_SEED;
 use easyenclave::testing::github_server::{GithubServer, ServerConfig};
-use easyenclave::verify::{TrustRoot, VerifyError};
+use easyenclave::verify::{Policy, TrustRoot, VerifyError};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -79,6 +80,9 @@ fn allowlist_for(td: &SimTdConfig) -> Allowlist {
             rtmr0: td.rtmrs[0],
             rtmr1: td.rtmrs[1],
             rtmr2: td.rtmrs[2],
+            mrconfigid: [0; 48],
+            mrowner: [0; 48],
+            mrownerconfig: [0; 48],
             profile: Profile {
                 qemu_version: "10.1.0".to_owned(),
                 ovmf: [0x0f; 32],
@@ -107,7 +111,11 @@ struct Deployment {
     /// Appended to the log without extending RTMR3 (a log that lies).
     unmeasured: Option<Event>,
     tee_tcb_svn: Option<[u8; 16]>,
+    /// MRCONFIGID, MROWNER, MROWNERCONFIG as the host set them at launch.
+    owner_registers: Option<[u8; 48]>,
     allowlist: AllowlistRef,
+    /// The GitHub API the host put in the launch config.
+    github_api_url: String,
 }
 
 impl Deployment {
@@ -118,11 +126,15 @@ impl Deployment {
             pki(),
             SimTdConfig {
                 tee_tcb_svn: self.tee_tcb_svn,
+                mr_config_id: self.owner_registers.unwrap_or([0; 48]),
+                mr_owner: self.owner_registers.unwrap_or([0; 48]),
+                mr_owner_config: self.owner_registers.unwrap_or([0; 48]),
                 ..td_config()
             },
         );
         let mut config = LaunchConfig::new(&self.repo, &self.endpoint);
         config.image_id = Some(self.image_id.clone());
+        config.github_api_url = self.github_api_url.clone();
         let mut events = vec![Event::Config { config }];
         if let Some(digest) = self.bundle {
             events.push(Event::Bundle(BundleEvent {
@@ -150,7 +162,7 @@ impl Deployment {
             log.push(event.clone()).unwrap();
         }
         let mut document = AttestationDocument {
-            version: 1,
+            version: ATTESTATION_VERSION,
             repo: self.repo.clone(),
             endpoint: self.endpoint.clone(),
             release_tag: self.release_tag.clone(),
@@ -268,7 +280,9 @@ impl World {
             sealed: true,
             unmeasured: None,
             tee_tcb_svn: None,
+            owner_registers: None,
             allowlist: self.allowlist.clone(),
+            github_api_url: self.server.base_url(),
         }
     }
 
@@ -277,10 +291,12 @@ impl World {
         self.publish(&deployment.release_tag, Some(&deployment.json()));
     }
 
-    /// The verifier's options: the sim root and collateral, sim images.
+    /// The verifier's options: the sim root and collateral, sim images, the
+    /// test publisher's allowlists.
     fn options(&self) -> ConnectOptions {
         ConnectOptions {
             github_api_url: self.server.base_url(),
+            allowlist_publishers: vec![PUBLISHER.parse().unwrap()],
             trust_root: TrustRoot::Explicit(pki().root_ca_der().to_vec()),
             accepted_variants: vec![Variant::Sim],
             collateral: CollateralChoice::Given(self.collateral.clone()),
@@ -319,7 +335,7 @@ fn a_published_deployment_verifies() {
     assert_eq!(service.event_log.len(), 4);
     assert_eq!(service.allowlist.url, world.allowlist.url);
     assert_eq!(service.allowlist.publisher.as_deref(), Some(PUBLISHER));
-    assert!(!service.allowlist.publisher_pinned && !service.allowlist.from_file);
+    assert!(service.allowlist.publisher_pinned && !service.allowlist.from_file);
     assert_eq!(service.allowlist.entry, "sim-1cpu-2g");
     assert_eq!(service.allowlist.variant, Variant::Sim);
     assert_eq!(service.collateral, CollateralOrigin::Given);
@@ -440,8 +456,11 @@ fn an_old_deployment_is_stale_and_a_future_one_is_refused() {
         } => assert_eq!((age_secs, max_age_secs), (2 * DAY, DAY)),
         other => panic!("{other}"),
     }
+    // (The release was created now, so the two-day-old timestamp also
+    // disagrees with GitHub's clock; see the test below.)
     let options = ConnectOptions {
         max_age: Duration::from_secs(3 * DAY),
+        max_publish_skew: Duration::from_secs(3 * DAY),
         ..world.options()
     };
     assert_eq!(world.connect(&options).unwrap().age_secs, 2 * DAY);
@@ -598,15 +617,73 @@ fn allowlist_publishers_can_be_pinned() {
 }
 
 #[test]
-fn an_allowlist_elsewhere_is_fetched_over_https() {
+fn an_allowlist_elsewhere_has_no_publisher_to_trust() {
     let world = World::new();
     let mut deployment = world.deployment(TAG);
-    // Not the configured GitHub's host: a plain HTTPS GET, which fails here.
+    // Not the configured GitHub's host: no publisher can vouch for it.
     deployment.allowlist.url = "https://127.0.0.1:1/allowlist.json".to_owned();
     world.deploy(&deployment);
     let err = world.connect(&world.options()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConnectError::UntrustedAllowlist {
+                publisher: None,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // A verifier with its own pinned list fetches it with a plain HTTPS
+    // GET (which fails here) to check the attested digest.
+    let pinned = ConnectOptions {
+        allowlist_publishers: Vec::new(),
+        policy: Policy::default().with_allowlist(allowlist_for(&td_config())),
+        ..world.options()
+    };
+    let err = world.connect(&pinned).unwrap_err();
     assert!(matches!(err, ConnectError::AllowlistFetch { .. }), "{err}");
     assert!(!err.is_rejection());
+}
+
+#[test]
+fn ee_verify_by_default_trusts_only_the_official_publisher() {
+    let world = World::new();
+    world.deploy(&world.deployment(TAG));
+    let base_url = world.server.base_url();
+    let output = Command::new(env!("CARGO_BIN_EXE_ee"))
+        .args(["verify", REPO, "--api-url", &base_url, "--root", "sim"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("check untrusted_allowlist failed")
+            && stderr(&output).contains(&format!("published by {PUBLISHER}"))
+            && stderr(&output).contains(OFFICIAL_IMAGE_PUBLISHER),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_deployer_fetches_an_allowlist_only_from_a_trusted_publisher() {
+    let world = World::new();
+    let (list, reference) =
+        easyenclave::connect::published_allowlist(&world.allowlist.url, &world.options()).unwrap();
+    assert_eq!(reference, world.allowlist);
+    assert_eq!(list.image_id, IMAGE_ID);
+    let err = easyenclave::connect::published_allowlist(
+        &world.allowlist.url,
+        &ConnectOptions {
+            allowlist_publishers: ConnectOptions::default().allowlist_publishers,
+            ..world.options()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, ConnectError::UntrustedAllowlist { publisher: Some(p), .. } if p == PUBLISHER),
+        "{err}"
+    );
 }
 
 #[test]
@@ -744,7 +821,16 @@ fn no_deploy_release_is_not_found() {
 
 fn ee_verify(world: &World, extra: &[&str]) -> Output {
     let base_url = world.server.base_url();
-    let mut args = vec!["verify", REPO, "--api-url", &base_url, "--root", "sim"];
+    let mut args = vec![
+        "verify",
+        REPO,
+        "--api-url",
+        &base_url,
+        "--root",
+        "sim",
+        "--allowlist-publisher",
+        PUBLISHER,
+    ];
     args.extend_from_slice(extra);
     Command::new(env!("CARGO_BIN_EXE_ee"))
         .args(&args)
@@ -775,7 +861,7 @@ fn ee_verify_prints_a_summary_or_json_and_exits_0() {
         &hex::encode(BUNDLE),
         "sealed:      yes",
         "UpToDate",
-        &format!("published by {PUBLISHER} (not pinned"),
+        &format!("published by {PUBLISHER} (a trusted publisher)"),
         "made for the simulated platform",
         "requests:    6 HTTP",
     ] {
@@ -832,6 +918,7 @@ fn ee_verify_exits_1_naming_the_failed_check() {
     let collateral_arg = collateral.to_str().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_ee"))
         .args(["verify", REPO, "--api-url", &base_url])
+        .args(["--allowlist-publisher", PUBLISHER])
         .args(["--collateral", collateral_arg, "--accept-variant", "sim"])
         .output()
         .unwrap();
@@ -927,4 +1014,143 @@ fn releases_are_read_only_up_to_the_deployment() {
         Some("deploy-20250605-000000")
     );
     assert_eq!(release_pages(&world), 3);
+}
+
+#[test]
+fn by_default_only_the_official_publishers_images_verify() {
+    let world = World::new();
+    world.deploy(&world.deployment(TAG));
+    // Everything as the world's options, but the publishers left at their
+    // default: the project's own image releases.
+    let defaults = ConnectOptions {
+        allowlist_publishers: ConnectOptions::default().allowlist_publishers,
+        ..world.options()
+    };
+    assert_eq!(
+        defaults
+            .allowlist_publishers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        [OFFICIAL_IMAGE_PUBLISHER]
+    );
+    let err = world.connect(&defaults).unwrap_err();
+    match &err {
+        ConnectError::UntrustedAllowlist {
+            publisher, trusted, ..
+        } => {
+            assert_eq!(publisher.as_deref(), Some(PUBLISHER));
+            assert_eq!(trusted, &[OFFICIAL_IMAGE_PUBLISHER]);
+        }
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains(PUBLISHER), "{err}");
+}
+
+#[test]
+fn nothing_trusted_means_nothing_verifies() {
+    let world = World::new();
+    world.deploy(&world.deployment(TAG));
+    let no_trust = ConnectOptions {
+        allowlist_publishers: Vec::new(),
+        ..world.options()
+    };
+    let err = world.connect(&no_trust).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConnectError::InvalidOptions {
+                option: "allowlist_publishers",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // The verifier's own file is trust enough (no publisher consulted).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("allowlist.json");
+    std::fs::write(&file, &world.allowlist_bytes).unwrap();
+    let own_file = ConnectOptions {
+        allowlist_override: Some(file),
+        ..no_trust.clone()
+    };
+    let service = world.connect(&own_file).unwrap();
+    assert!(service.allowlist.from_file && !service.allowlist.publisher_pinned);
+    // So is a pinned list, whose labels then decide the variant.
+    let mut production_label = allowlist_for(&td_config());
+    production_label.entries[0].profile.variant = Variant::Production;
+    let pinned = ConnectOptions {
+        policy: Policy::default().with_allowlist(production_label),
+        accepted_variants: vec![Variant::Production],
+        ..no_trust
+    };
+    let service = world.connect(&pinned).unwrap();
+    assert_eq!(service.allowlist.variant, Variant::Production);
+}
+
+#[test]
+fn a_td_measured_with_another_github_api_is_rejected() {
+    let world = World::new();
+    let mut hijacked = world.deployment(TAG);
+    // The host launched a genuine image with its own "GitHub": it received
+    // the deployer's token and served the bundle.
+    hijacked.github_api_url = "https://api.attacker.test".to_owned();
+    world.deploy(&hijacked);
+    let err = world.connect(&world.options()).unwrap_err();
+    match &err {
+        ConnectError::GithubApi { expected, measured } => {
+            assert_eq!(expected, &world.server.base_url());
+            assert_eq!(measured, "https://api.attacker.test");
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(err.check(), "github_api");
+    assert!(err.is_rejection());
+}
+
+/// S11: MRCONFIGID, MROWNER and MROWNERCONFIG are set by the host at launch;
+/// a value no allowlist entry names is refused, register by register.
+#[test]
+fn host_chosen_owner_registers_are_refused() {
+    let world = World::new();
+    let mut owned = world.deployment(TAG);
+    owned.owner_registers = Some([0x66; 48]);
+    world.deploy(&owned);
+    let err = world.connect(&world.options()).unwrap_err();
+    let ConnectError::Measurements { mismatch, .. } = &err else {
+        panic!("{err}");
+    };
+    let named: Vec<&str> = mismatch.registers.iter().map(|r| r.register).collect();
+    assert_eq!(named, ["mrconfigid", "mrowner", "mrownerconfig"], "{err}");
+    assert!(err.to_string().contains("mrconfigid"), "{err}");
+}
+
+/// S12: the TD's clock is the host's. A host that runs it 20 days ahead
+/// gets a document that looks brand new 20 days from now; the release's
+/// `created_at` (GitHub's clock) gives it away.
+#[test]
+fn a_td_clock_set_ahead_is_caught_by_the_release_time() {
+    let world = World::new();
+    let mut ahead = world.deployment(TAG);
+    ahead.timestamp = world.now + 20 * DAY;
+    world.deploy(&ahead);
+    let later = ConnectOptions {
+        now: Some(world.now + 20 * DAY + 60),
+        ..world.options()
+    };
+    let err = world.connect(&later).unwrap_err();
+    match &err {
+        ConnectError::ReleaseTime {
+            release,
+            timestamp,
+            max_skew_secs,
+            ..
+        } => {
+            assert_eq!(release, TAG);
+            assert_eq!(*timestamp, world.now + 20 * DAY);
+            assert_eq!(*max_skew_secs, 600);
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(err.check(), "release_time");
 }

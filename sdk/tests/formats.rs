@@ -6,8 +6,8 @@ use std::collections::HashSet;
 
 use easyenclave::allowlist::{Allowlist, AllowlistError, TdMeasurements, PRODUCTION_TD_ATTRIBUTES};
 use easyenclave::attestation::{
-    report_data, AttestationDocument, AttestationError, ChallengeStatement, PublishStatement,
-    Purpose, RaTlsStatement, Statement,
+    report_data, AllowlistRef, AttestationDocument, AttestationError, ChallengeStatement,
+    PublishStatement, Purpose, RaTlsStatement, Statement,
 };
 use easyenclave::canonical::{self, CanonicalError};
 use easyenclave::eventlog::{
@@ -25,7 +25,7 @@ const CANONICAL_VECTORS: &str = include_str!("../testdata/canonical-json.json");
 const LAUNCH_CONFIG: &str = include_str!("../testdata/launch-config-v1.json");
 const EVENTLOG_VECTOR: &str = include_str!("../testdata/eventlog-v1.json");
 const ALLOWLIST: &str = include_str!("../testdata/allowlist-v1.json");
-const ATTESTATION_VECTOR: &str = include_str!("../testdata/attestation-v1.json");
+const ATTESTATION_VECTOR: &str = include_str!("../testdata/attestation-v2.json");
 
 fn vector(text: &str) -> Value {
     serde_json::from_str(text).unwrap()
@@ -645,6 +645,9 @@ fn sample_td() -> TdMeasurements {
         rtmr0: hex48(&entry["rtmr0"]),
         rtmr1: hex48(&entry["rtmr1"]),
         rtmr2: hex48(&entry["rtmr2"]),
+        mrconfigid: [0; 48],
+        mrowner: [0; 48],
+        mrownerconfig: [0; 48],
         td_attributes: 0x1000_0000,
         xfam: 0x602e7,
     }
@@ -920,6 +923,11 @@ fn report_data_changes_with_every_publish_field() {
         release_tag: "deploy-1".into(),
         timestamp: 1_750_000_000,
         event_log_digest: [7; 48],
+        allowlist: AllowlistRef {
+            url: "https://github.com/easy-enclave/easy-enclave/releases/download/v1/allowlist.json"
+                .into(),
+            sha256: [1; 32],
+        },
     };
     let variants = [
         base.clone(),
@@ -941,6 +949,23 @@ fn report_data_changes_with_every_publish_field() {
         },
         PublishStatement {
             event_log_digest: [8; 48],
+            ..base.clone()
+        },
+        // An attacker with push access re-uploads the document naming their
+        // own allowlist: the quote no longer binds it.
+        PublishStatement {
+            allowlist: AllowlistRef {
+                url: "https://github.com/attacker/images/releases/download/v1/allowlist.json"
+                    .into(),
+                ..base.allowlist.clone()
+            },
+            ..base.clone()
+        },
+        PublishStatement {
+            allowlist: AllowlistRef {
+                sha256: [2; 32],
+                ..base.allowlist.clone()
+            },
             ..base.clone()
         },
     ];
@@ -971,6 +996,10 @@ fn statements_are_validated() {
         release_tag: "v1".into(),
         timestamp: 1 << 53,
         event_log_digest: [0; 48],
+        allowlist: AllowlistRef {
+            url: "https://b.example.com/allowlist.json".into(),
+            sha256: [0; 32],
+        },
     };
     assert!(statement
         .validate()
@@ -1040,10 +1069,11 @@ fn attestation_document_strict_parsing() {
     }
 
     let mut value = attestation_vector()["document"].clone();
-    value["version"] = json!(2);
+    // Version 1 documents did not bind their allowlist: refused by version.
+    value["version"] = json!(1);
     assert_eq!(
         parse_document(&value).unwrap_err().to_string(),
-        "attestation document version: expected 1, got 2"
+        "attestation document version: expected 2, got 1"
     );
     value.as_object_mut().unwrap().remove("version");
     assert!(parse_document(&value)

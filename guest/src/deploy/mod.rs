@@ -47,7 +47,8 @@ use easyenclave::launch::LaunchConfig;
 use crate::measured::MeasuredLog;
 use crate::root::FsRoot;
 use crate::say;
-use auth::{AgentKey, AuthError, Authorizer, Deployer};
+pub use auth::Deployer;
+use auth::{AgentKey, AuthError, Authorizer};
 use registry::Registry;
 use seal::Sealing;
 use secret::{PrivateEnv, Token};
@@ -248,27 +249,22 @@ impl DeployEngine {
         })
     }
 
-    /// Check the credential of `POST /deploy` (`authorization` is the
-    /// `Authorization` header's value) before anything else of the request
-    /// is looked at: an Actions OIDC token for this agent, or a GitHub
-    /// token with push access.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Deployer, SubmitError> {
+    /// Check the credential of a request (`authorization` is the value of
+    /// its `Authorization` header): the deploy check, also used for the full
+    /// status view. Called before a deploy's body is read. An Actions OIDC
+    /// token for this agent, or a GitHub token with push access
+    /// ([`auth`]).
+    pub fn authorize(&self, authorization: Option<&str>) -> Result<Deployer, AuthError> {
         let shared = &self.shared;
-        Ok(shared
+        shared
             .auth
-            .authenticate(authorization, |token| shared.github(token))?)
+            .authenticate(authorization, |token| shared.github(token))
     }
 
-    /// Handle `POST /deploy`: check the credential
-    /// ([`DeployEngine::authenticate`]) and the body, then start the deploy
-    /// in its own thread.
-    pub fn submit(
-        &self,
-        authorization: Option<&str>,
-        body: &[u8],
-    ) -> Result<DeployAccepted, SubmitError> {
+    /// Handle `POST /deploy` for `deployer` (see [`DeployEngine::authorize`]):
+    /// check the body, then start the deploy in its own thread.
+    pub fn submit(&self, deployer: Deployer, body: &[u8]) -> Result<DeployAccepted, SubmitError> {
         let shared = &self.shared;
-        let deployer = self.authenticate(authorization)?;
         let mut request =
             DeployRequest::from_json(body).map_err(|e| SubmitError::BadRequest(e.to_string()))?;
         // At once, so that the values are wiped however this call ends.
@@ -300,6 +296,9 @@ impl DeployEngine {
                  the deployer verified this agent against"
                     .to_owned(),
             ));
+        }
+        if let Some(active) = shared.registry().active() {
+            return Err(SubmitError::Busy(active.to_owned()));
         }
         let sealed = shared.measured.log().is_sealed();
         let id = shared

@@ -9,6 +9,14 @@
 //! (RFC 9110 §7.6.1), a deadline for the whole exchange, and a cap on the
 //! response. Chunked responses are decoded; the agent answers with a
 //! Content-Length.
+//!
+//! The client's `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host`,
+//! `Forwarded` and `X-Real-IP` are dropped, and the first three replaced by
+//! the proxy's own (the client's address, `https`, its `Host`), so the
+//! workload never sees a forwarded address the client made up. A response header value with a
+//! control character (a CR or LF inside it above all) is refused with 502
+//! naming the header: some clients split lines on a bare CR, which would let
+//! the workload forge the agent's own headers.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -42,6 +50,12 @@ const DROPPED_REQUEST_HEADERS: &[&str] = &[
     "upgrade",
     "host",
     "content-length",
+    // Set by the proxy from what it knows, never taken from the client.
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "x-real-ip",
 ];
 
 /// Response headers passed back to the client (the agent sets
@@ -124,8 +138,8 @@ pub fn upstream_path(path: &str) -> Option<&str> {
     }
 }
 
-/// Forward `request` (its path under [`PREFIX`]) to 127.0.0.1:`port`.
-pub fn forward(request: &Request, port: u16) -> Result<Upstream, ProxyError> {
+/// Forward `request` (its path under [`PREFIX`]) with `body` to 127.0.0.1:`port`.
+pub fn forward(request: &Request, body: &[u8], port: u16) -> Result<Upstream, ProxyError> {
     let path = upstream_path(&request.path).ok_or_else(|| {
         ProxyError::BadResponse(format!("{} is not under {PREFIX}", request.path))
     })?;
@@ -137,7 +151,7 @@ pub fn forward(request: &Request, port: u16) -> Result<Upstream, ProxyError> {
         .set_write_timeout(Some(DEADLINE))
         .map_err(ProxyError::Io)?;
     (&stream)
-        .write_all(&request_bytes(request, path, port))
+        .write_all(&request_bytes(request, body, path, port))
         .map_err(io_error)?;
     let mut reader = BufReader::new(Deadline {
         stream: &stream,
@@ -147,7 +161,7 @@ pub fn forward(request: &Request, port: u16) -> Result<Upstream, ProxyError> {
 }
 
 /// The request as sent upstream.
-fn request_bytes(request: &Request, path: &str, port: u16) -> Vec<u8> {
+fn request_bytes(request: &Request, body: &[u8], path: &str, port: u16) -> Vec<u8> {
     let target = if request.query.is_empty() {
         path.to_owned()
     } else {
@@ -164,18 +178,25 @@ fn request_bytes(request: &Request, path: &str, port: u16) -> Vec<u8> {
         "{} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nX-Forwarded-Proto: https\r\n",
         request.method
     );
+    if let Some(peer) = request.peer {
+        head.push_str(&format!("X-Forwarded-For: {peer}\r\n"));
+    }
+    if let Some(host) = request.header("host") {
+        // The request parser refused control characters in header values.
+        head.push_str(&format!("X-Forwarded-Host: {host}\r\n"));
+    }
     for (name, value) in &request.headers {
         if DROPPED_REQUEST_HEADERS.contains(&name.as_str()) || listed.contains(name) {
             continue;
         }
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    if !request.body.is_empty() || !matches!(request.method.as_str(), "GET" | "HEAD") {
-        head.push_str(&format!("Content-Length: {}\r\n", request.body.len()));
+    if !body.is_empty() || !matches!(request.method.as_str(), "GET" | "HEAD") {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
     let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(&request.body);
+    bytes.extend_from_slice(body);
     bytes
 }
 
@@ -253,9 +274,15 @@ pub fn read_response<R: BufRead>(reader: &mut R, head_only: bool) -> Result<Upst
         if count == MAX_HEADERS {
             return Err(bad(format!("more than {MAX_HEADERS} header fields")));
         }
+        if line.starts_with([' ', '\t']) {
+            return Err(bad(format!(
+                "obsolete line folding is not accepted: {line:?}"
+            )));
+        }
         let (name, value) = line
             .split_once(':')
             .ok_or_else(|| bad(format!("header line without ':': {line:?}")))?;
+        check_header(name, value)?;
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
             let parsed: usize = value
@@ -315,6 +342,30 @@ pub fn read_response<R: BufRead>(reader: &mut R, head_only: bool) -> Result<Upst
         headers,
         body,
     })
+}
+
+/// A response header field must be a token name and a value without control
+/// characters (HTAB aside): lines end at LF, so a CR left inside a value is
+/// a bare CR, which some clients take for a line break.
+fn check_header(name: &str, value: &str) -> Result<(), ProxyError> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err(bad(format!("header name {name:?} is not a token")));
+    }
+    if let Some(b) = value
+        .bytes()
+        .find(|&b| (b < b' ' && b != b'\t') || b == 0x7f)
+    {
+        let what = match b {
+            b'\r' => "a bare CR".to_owned(),
+            b'\n' => "a bare LF".to_owned(),
+            other => format!("the control character 0x{other:02x}"),
+        };
+        return Err(bad(format!(
+            "header {name} has {what} in its value; refused so that it cannot forge headers"
+        )));
+    }
+    Ok(())
 }
 
 /// A chunked body (RFC 9112 §7.1), trailers discarded.
@@ -377,15 +428,26 @@ mod tests {
                 ("content-length".into(), "999".into()),
                 ("accept".into(), "text/plain".into()),
                 ("authorization".into(), "Bearer app-token".into()),
+                ("x-forwarded-for".into(), "6.6.6.6".into()),
+                ("X-Forwarded-Proto".to_ascii_lowercase(), "http".into()),
+                ("x-forwarded-host".into(), "evil.example".into()),
+                ("forwarded".into(), "for=6.6.6.6".into()),
+                ("x-real-ip".into(), "6.6.6.6".into()),
             ],
-            body: b"abc".to_vec(),
+            content_length: 3,
+            peer: Some("192.0.2.7".parse().unwrap()),
         };
-        let text = String::from_utf8(request_bytes(&request, "/api", 8080)).unwrap();
+        let text = String::from_utf8(request_bytes(&request, b"abc", "/api", 8080)).unwrap();
         assert_eq!(
             text,
             "POST /api?q=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nConnection: close\r\n\
-             X-Forwarded-Proto: https\r\naccept: text/plain\r\nauthorization: Bearer app-token\r\n\
-             Content-Length: 3\r\n\r\nabc"
+             X-Forwarded-Proto: https\r\nX-Forwarded-For: 192.0.2.7\r\n\
+             X-Forwarded-Host: agent.example\r\naccept: text/plain\r\n\
+             authorization: Bearer app-token\r\nContent-Length: 3\r\n\r\nabc"
+        );
+        assert!(
+            !text.contains("6.6.6.6") && !text.contains("evil"),
+            "{text}"
         );
     }
 
@@ -447,6 +509,22 @@ mod tests {
                 "longer than its size",
             ),
             (b"HTTP/1.1 200 OK\r\nA: b", "closed inside the header"),
+            (
+                b"HTTP/1.1 200 OK\r\nLocation: /x\rSet-Cookie: admin=1\r\n\r\n",
+                "header Location has a bare CR in its value",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nX-Private: a\rb\r\n\r\n",
+                "header X-Private has a bare CR",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nVary: a\x00b\r\n\r\n",
+                "control character 0x00",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nVary: a\r\n folded\r\n\r\n",
+                "obsolete line folding",
+            ),
         ] {
             let err = parse(raw).unwrap_err().to_string();
             assert!(err.contains(needle), "{raw:?}: {err}");

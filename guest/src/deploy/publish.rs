@@ -212,6 +212,7 @@ impl Publisher<'_> {
                 release_tag: tag.to_owned(),
                 timestamp: self.now()?,
                 event_log_digest: log.digest(),
+                allowlist: self.allowlist.clone(),
             };
             let evidence = self.measured.evidence(&report_data(&statement)?)?;
             // An event recorded between the snapshot and the quote would make
@@ -227,7 +228,7 @@ impl Publisher<'_> {
                 timestamp: statement.timestamp,
                 quote: evidence.quote,
                 event_log: evidence.event_log,
-                allowlist: self.allowlist.clone(),
+                allowlist: statement.allowlist,
                 image_id: self.config.image_id.clone(),
             };
             document.validate()?;

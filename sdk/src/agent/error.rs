@@ -93,6 +93,20 @@ pub enum AgentError {
         /// The repo in the measured launch config.
         measured: String,
     },
+    /// The measured launch config names another GitHub API than the one the
+    /// client expects: the token, the private values and the bundle
+    /// reference would go to, or come from, a host-chosen server.
+    #[error(
+        "the agent was measured with GitHub API {measured:?}, expected {expected:?}; refusing \
+         to send anything (set the expected API to deploy through a GitHub Enterprise Server \
+         or a test server)"
+    )]
+    GithubApiMismatch {
+        /// The API the client expects.
+        expected: String,
+        /// The API in the measured launch config.
+        measured: String,
+    },
     /// The attestation quote and the TLS certificate's quote come from TDs
     /// with different launch measurements.
     #[error("the attestation quote's {register} differs from the TLS certificate quote's")]
@@ -200,6 +214,7 @@ impl AgentError {
             | E::EventLog(_)
             | E::NoLaunchConfig
             | E::RepoMismatch { .. }
+            | E::GithubApiMismatch { .. }
             | E::Inconsistent { .. }
             | E::InsecureGitHubApi { .. }
             | E::OidcIssuerMismatch { .. }

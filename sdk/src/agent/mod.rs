@@ -18,7 +18,8 @@
 //! [`AgentClient::attest`] asks the agent for a quote over a fresh nonce
 //! (`GET /attestation?nonce=HEX`), verifies it the same way, checks that it
 //! binds the nonce, that the event log replays to its RTMR3, and that the
-//! measured launch config names the expected repo. [`AgentClient::deploy`]
+//! measured launch config names the expected repo and the expected GitHub
+//! API ([`AgentTrust::expected_github_api_url`]). [`AgentClient::deploy`]
 //! refuses to send a token before that has succeeded on the same client.
 //!
 //! Requests are HTTP/1.1, one per connection, with timeouts and a cap on the
@@ -283,6 +284,17 @@ impl AgentClient {
                 measured: launch_config.repo,
             });
         }
+        // The agent sends the deployer's token to this API and fetches
+        // bundles from it: a host-chosen one must never be accepted.
+        if !crate::launch::same_github_api(
+            &self.trust.expected_github_api_url,
+            &launch_config.github_api_url,
+        ) {
+            return Err(AgentError::GithubApiMismatch {
+                expected: self.trust.expected_github_api_url.clone(),
+                measured: launch_config.github_api_url,
+            });
+        }
         let attested = Attested {
             quote,
             event_log: challenge.event_log,
@@ -326,9 +338,9 @@ impl AgentClient {
     }
 
     /// `POST /deploy` with `credential`. Refused before a successful
-    /// [`AgentClient::attest`] on this client, and when the agent's measured
-    /// GitHub API URL is not `https://` (unless the trust allows it for a
-    /// test server). An OIDC credential is sent only if the agent's measured
+    /// [`AgentClient::attest`] on this client, when the agent's measured
+    /// GitHub API is not the expected one, and when it is not `https://`
+    /// (unless the trust allows it for a test server). An OIDC credential is sent only if the agent's measured
     /// issuer is the credential's, and the token's own `iss` and `aud` name
     /// that issuer and this agent (read, not verified: the agent verifies).
     pub fn deploy_with(
@@ -343,6 +355,14 @@ impl AgentClient {
             ),
             _ => return Err(AgentError::NotAttested),
         };
+        // `attest` checked this already; checked again here, next to the
+        // send, so no later change to `attest` can let a token through.
+        if !crate::launch::same_github_api(&self.trust.expected_github_api_url, &github_api_url) {
+            return Err(AgentError::GithubApiMismatch {
+                expected: self.trust.expected_github_api_url.clone(),
+                measured: github_api_url,
+            });
+        }
         if !github_api_url.starts_with("https://") && !self.trust.allow_http_github_api {
             return Err(AgentError::InsecureGitHubApi {
                 url: github_api_url,
@@ -434,23 +454,76 @@ impl AgentClient {
         Ok(())
     }
 
-    /// `GET /status/{id}`.
+    /// `GET /status/{id}` without a credential: the agent's public view
+    /// (state, digest, times, release, containers; no log and no failure
+    /// reason). [`AgentClient::status_as`] gets the full view.
     pub fn status(&self, id: &str) -> Result<DeploymentStatus, AgentError> {
+        self.status_as(id, None)
+    }
+
+    /// `GET /status/{id}`, with `Authorization: Bearer <token>` when `token`
+    /// is given: a token with push access, or the OIDC token the deploy was
+    /// authorised with, gets the full view (the log tail, the failure reason). The token is sent only where
+    /// [`AgentClient::deploy`] would send it.
+    pub fn status_as(&self, id: &str, token: Option<&str>) -> Result<DeploymentStatus, AgentError> {
         check_id(id).map_err(AgentError::Request)?;
-        let response = self.expect_status("GET", &format!("/status/{id}"), &[], b"", 200)?;
+        let authorization = self.authorization(token)?;
+        let headers = authorization
+            .as_deref()
+            .map(|value| ("Authorization", value));
+        let response = self.expect_status(
+            "GET",
+            &format!("/status/{id}"),
+            headers.as_slice(),
+            b"",
+            200,
+        )?;
         DeploymentStatus::from_json(&response.body).map_err(|e| AgentError::Response {
             what: "the status answer",
             problem: e.to_string(),
         })
     }
 
-    /// `GET /deployments`.
+    /// `GET /deployments` without a credential: the public view of each.
     pub fn deployments(&self) -> Result<DeploymentList, AgentError> {
-        let response = self.expect_status("GET", "/deployments", &[], b"", 200)?;
+        self.deployments_as(None)
+    }
+
+    /// `GET /deployments`, with the full views for a `token` with push
+    /// access (see [`AgentClient::status_as`]).
+    pub fn deployments_as(&self, token: Option<&str>) -> Result<DeploymentList, AgentError> {
+        let authorization = self.authorization(token)?;
+        let headers = authorization
+            .as_deref()
+            .map(|value| ("Authorization", value));
+        let response = self.expect_status("GET", "/deployments", headers.as_slice(), b"", 200)?;
         DeploymentList::from_json(&response.body).map_err(|e| AgentError::Response {
             what: "the deployments answer",
             problem: e.to_string(),
         })
+    }
+
+    /// The `Authorization` value for `token`, refused under the conditions
+    /// [`AgentClient::deploy`] refuses to send a token: before a successful
+    /// [`AgentClient::attest`], or to an agent measured with a non-https
+    /// GitHub API (unless the trust allows it).
+    fn authorization(&self, token: Option<&str>) -> Result<Option<String>, AgentError> {
+        let Some(token) = token else {
+            return Ok(None);
+        };
+        let github_api_url = match self.attested.lock().ok().as_deref() {
+            Some(Some(attested)) => attested.launch_config.github_api_url.clone(),
+            _ => return Err(AgentError::NotAttested),
+        };
+        if !github_api_url.starts_with("https://") && !self.trust.allow_http_github_api {
+            return Err(AgentError::InsecureGitHubApi {
+                url: github_api_url,
+            });
+        }
+        if token.is_empty() {
+            return Err(AgentError::Request("the GitHub token is empty".to_owned()));
+        }
+        Ok(Some(format!("Bearer {token}")))
     }
 
     /// [`AgentClient::request`], and an error naming the agent's reason

@@ -101,6 +101,11 @@ pub struct AgentTrust {
     /// The repo (`owner/name`) the agent's measured launch config must name
     /// (compared case-insensitively, as GitHub does).
     pub expected_repo: String,
+    /// The GitHub REST API the agent's measured launch config must name
+    /// (compared in canonical form, [`crate::launch::same_github_api`]):
+    /// the agent sends the deployer's token there and fetches artifacts from
+    /// it. Default [`crate::launch::DEFAULT_GITHUB_API_URL`].
+    pub expected_github_api_url: String,
     /// Send a token to an agent whose measured GitHub API URL is `http://`.
     /// Only for local test servers; default false.
     pub allow_http_github_api: bool,
@@ -112,13 +117,15 @@ impl fmt::Debug for AgentTrust {
             .field("policy", self.verifier.policy())
             .field("collateral", &self.collateral)
             .field("expected_repo", &self.expected_repo)
+            .field("expected_github_api_url", &self.expected_github_api_url)
             .field("allow_http_github_api", &self.allow_http_github_api)
             .finish()
     }
 }
 
 impl AgentTrust {
-    /// Trust with `verifier` and `collateral`, for an agent bound to `expected_repo`.
+    /// Trust with `verifier` and `collateral`, for an agent bound to
+    /// `expected_repo` and measured with the public GitHub API.
     pub fn new(
         verifier: Verifier,
         collateral: CollateralSupply,
@@ -128,8 +135,16 @@ impl AgentTrust {
             verifier,
             collateral,
             expected_repo: expected_repo.into(),
+            expected_github_api_url: crate::launch::DEFAULT_GITHUB_API_URL.to_owned(),
             allow_http_github_api: false,
         }
+    }
+
+    /// The same trust for an agent measured with the GitHub API at `url`
+    /// (a GitHub Enterprise Server root, or a test server).
+    pub fn with_github_api_url(mut self, url: impl Into<String>) -> Self {
+        self.expected_github_api_url = url.into();
+        self
     }
 
     /// Verify `quote` with DCAP and the policy at `now` (Unix seconds).

@@ -1,5 +1,8 @@
 //! On-disk collateral cache that serves a bundle only while the bundle's own
-//! validity window (see [`Collateral::validity`]) contains the caller's time.
+//! validity window (see [`Collateral::validity`]) contains the caller's time,
+//! and for at most [`DEFAULT_REFRESH`] (configurable) after it was fetched:
+//! Intel's CRLs and TCB info are valid for about a month, but a revocation
+//! must reach verifiers within a day, not within the bundle's own month.
 //!
 //! One file per (source, FMSPC, PCK CA), replaced atomically, so readers
 //! never see a half-written entry and a damaged file is only a cache miss.
@@ -28,7 +31,13 @@ use super::{
 };
 
 /// Version of the cache file envelope; bump when its layout changes.
+/// (`fetched_at` was added without a bump: an entry without it is simply
+/// due for a refresh.)
 const CACHE_FORMAT_VERSION: u64 = 1;
+
+/// How long a fetched bundle is served before it is fetched again, however
+/// long its own validity: 24 hours.
+pub const DEFAULT_REFRESH: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Room for the envelope around the collateral document.
 const MAX_CACHE_FILE_BYTES: usize = MAX_COLLATERAL_JSON_BYTES + 4096;
@@ -119,6 +128,14 @@ pub enum MissReason {
     Absent,
     /// The cached bundle is not current at the requested time.
     OutsideValidity(Validity),
+    /// The cached bundle was fetched longer ago than the cache's refresh
+    /// interval (or the entry does not say when).
+    DueForRefresh {
+        /// When it was fetched (Unix seconds; 0 if the entry does not say).
+        fetched_at: u64,
+        /// The refresh interval in seconds.
+        refresh_secs: u64,
+    },
     /// The cache file cannot be read or is damaged; the next `put` replaces it.
     Unreadable(CacheError),
 }
@@ -166,14 +183,16 @@ pub struct Obtained {
     pub provenance: Provenance,
 }
 
-/// Bundles this cache has read or written, with their validity windows.
-type MemoryLayer = Arc<Mutex<HashMap<CacheKey, (Collateral, Validity)>>>;
+/// Bundles this cache has read or written, with their validity windows and
+/// when they were fetched.
+type MemoryLayer = Arc<Mutex<HashMap<CacheKey, (Collateral, Validity, u64)>>>;
 
 /// A directory of cached collateral bundles.
 #[derive(Clone, Debug)]
 pub struct CollateralCache {
     dir: PathBuf,
     memory: MemoryLayer,
+    refresh_secs: u64,
 }
 
 impl CollateralCache {
@@ -182,20 +201,40 @@ impl CollateralCache {
         Self {
             dir: dir.into(),
             memory: MemoryLayer::default(),
+            refresh_secs: DEFAULT_REFRESH.as_secs(),
         }
     }
 
-    /// The in-memory copy for `key` if it is current at `now`. A poisoned
-    /// lock (a panic elsewhere while holding it) only disables the layer.
-    fn remembered(&self, key: &CacheKey, now: u64) -> Option<Collateral> {
-        let memory = self.memory.lock().ok()?;
-        let (collateral, validity) = memory.get(key)?;
-        validity.contains(now).then(|| collateral.clone())
+    /// The same cache, serving a bundle for at most `refresh` after it was
+    /// fetched (default [`DEFAULT_REFRESH`]).
+    pub fn with_refresh(mut self, refresh: std::time::Duration) -> Self {
+        self.refresh_secs = refresh.as_secs();
+        self
     }
 
-    fn remember(&self, key: &CacheKey, collateral: &Collateral, validity: Validity) {
+    /// Whether a bundle fetched at `fetched_at` is still served at `now`.
+    fn fresh(&self, fetched_at: u64, now: u64) -> bool {
+        fetched_at != 0 && now.saturating_sub(fetched_at) <= self.refresh_secs
+    }
+
+    /// The in-memory copy for `key` if it is current and fresh at `now`. A
+    /// poisoned lock (a panic elsewhere while holding it) only disables the
+    /// layer.
+    fn remembered(&self, key: &CacheKey, now: u64) -> Option<Collateral> {
+        let memory = self.memory.lock().ok()?;
+        let (collateral, validity, fetched_at) = memory.get(key)?;
+        (validity.contains(now) && self.fresh(*fetched_at, now)).then(|| collateral.clone())
+    }
+
+    fn remember(
+        &self,
+        key: &CacheKey,
+        collateral: &Collateral,
+        validity: Validity,
+        fetched_at: u64,
+    ) {
         if let Ok(mut memory) = self.memory.lock() {
-            memory.insert(key.clone(), (collateral.clone(), validity));
+            memory.insert(key.clone(), (collateral.clone(), validity, fetched_at));
         }
     }
 
@@ -221,16 +260,24 @@ impl CollateralCache {
             Ok(None) => return CacheLookup::Miss(MissReason::Absent),
             Err(error) => return CacheLookup::Miss(MissReason::Unreadable(error)),
         };
-        let entry = decode_entry(key, &bytes).and_then(|collateral| {
+        let entry = decode_entry(key, &bytes).and_then(|(collateral, fetched_at)| {
             let validity = collateral.validity().map_err(|e| e.to_string())?;
-            Ok((collateral, validity))
+            Ok((collateral, validity, fetched_at))
         });
         match entry {
-            Ok((collateral, validity)) if validity.contains(now) => {
-                self.remember(key, &collateral, validity);
+            Ok((_, validity, _)) if !validity.contains(now) => {
+                CacheLookup::Miss(MissReason::OutsideValidity(validity))
+            }
+            Ok((_, _, fetched_at)) if !self.fresh(fetched_at, now) => {
+                CacheLookup::Miss(MissReason::DueForRefresh {
+                    fetched_at,
+                    refresh_secs: self.refresh_secs,
+                })
+            }
+            Ok((collateral, validity, fetched_at)) => {
+                self.remember(key, &collateral, validity, fetched_at);
                 CacheLookup::Hit(collateral)
             }
-            Ok((_, validity)) => CacheLookup::Miss(MissReason::OutsideValidity(validity)),
             Err(problem) => CacheLookup::Miss(MissReason::Unreadable(CacheError::Corrupt {
                 path,
                 problem,
@@ -238,10 +285,25 @@ impl CollateralCache {
         }
     }
 
-    /// Store `collateral` for `key`, replacing any previous entry atomically
-    /// (temporary file in the same directory, fsync, rename, fsync of the
-    /// directory). Any PCK certificate chain is left out; see [`CacheKey`].
+    /// Store `collateral` for `key` as fetched now (the system clock); see
+    /// [`CollateralCache::put_at`].
     pub fn put(&self, key: &CacheKey, collateral: &Collateral) -> Result<(), CacheError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.put_at(key, collateral, now)
+    }
+
+    /// Store `collateral` for `key`, fetched at `fetched_at` (Unix seconds),
+    /// replacing any previous entry atomically (temporary file in the same
+    /// directory, fsync, rename, fsync of the directory). Any PCK
+    /// certificate chain is left out; see [`CacheKey`].
+    pub fn put_at(
+        &self,
+        key: &CacheKey,
+        collateral: &Collateral,
+        fetched_at: u64,
+    ) -> Result<(), CacheError> {
         check_matches_key(key, collateral)?;
         let bundle = collateral.clone().with_pck_certificate_chain(None);
         let entry = json!({
@@ -249,12 +311,13 @@ impl CollateralCache {
             "source": key.source.base_url(),
             "fmspc": key.fmspc.to_string(),
             "ca": key.ca.as_str(),
+            "fetched_at": fetched_at,
             "collateral": bundle.to_json_value(),
         });
         self.create_dir()?;
         write_atomically(&self.dir, &key.file_name(), format!("{entry:#}").as_bytes())?;
         if let Ok(validity) = bundle.validity() {
-            self.remember(key, &bundle, validity);
+            self.remember(key, &bundle, validity, fetched_at);
         }
         Ok(())
     }
@@ -282,7 +345,7 @@ impl CollateralCache {
             CacheLookup::Miss(reason) => reason,
         };
         let collateral = fetch(key)?.with_pck_certificate_chain(None);
-        let stored = self.put(key, &collateral);
+        let stored = self.put_at(key, &collateral, now);
         Ok(Obtained {
             collateral,
             provenance: Provenance::Fetched { miss, stored },
@@ -355,8 +418,9 @@ fn read_capped(path: &Path) -> Result<Option<Vec<u8>>, CacheError> {
     Ok(Some(bytes))
 }
 
-/// Decode a cache file and check it is the entry for `key`.
-fn decode_entry(key: &CacheKey, bytes: &[u8]) -> Result<Collateral, String> {
+/// Decode a cache file and check it is the entry for `key`; the bundle and
+/// when it was fetched (0 when the entry does not say).
+fn decode_entry(key: &CacheKey, bytes: &[u8]) -> Result<(Collateral, u64), String> {
     let entry: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
     let version = entry.get("version").and_then(Value::as_u64);
     if version != Some(CACHE_FORMAT_VERSION) {
@@ -376,8 +440,10 @@ fn decode_entry(key: &CacheKey, bytes: &[u8]) -> Result<Collateral, String> {
             return Err(format!("`{field}` is {actual:?}, expected {expected:?}"));
         }
     }
+    let fetched_at = entry.get("fetched_at").and_then(Value::as_u64).unwrap_or(0);
     let collateral = entry.get("collateral").cloned().unwrap_or(Value::Null);
-    Collateral::from_json_value(collateral).map_err(|e| e.to_string())
+    let collateral = Collateral::from_json_value(collateral).map_err(|e| e.to_string())?;
+    Ok((collateral, fetched_at))
 }
 
 fn write_atomically(dir: &Path, file_name: &str, bytes: &[u8]) -> Result<(), CacheError> {

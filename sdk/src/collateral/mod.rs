@@ -13,7 +13,7 @@ mod fetch;
 mod pck;
 mod pem;
 mod source;
-mod validity;
+pub(crate) mod validity;
 
 use dcap_qvl::QuoteCollateralV3;
 use serde_json::{Map, Value};

@@ -163,7 +163,9 @@ pub(super) fn parse_timestamp(
     })
 }
 
-fn parse_utc_seconds(text: &str) -> Option<u64> {
+/// `YYYY-MM-DDTHH:MM:SSZ` in Unix seconds (the form Intel PCS and GitHub's
+/// API emit); `None` for anything else.
+pub(crate) fn parse_utc_seconds(text: &str) -> Option<u64> {
     let bytes = text.as_bytes();
     let separators_ok = bytes.len() == 20
         && [

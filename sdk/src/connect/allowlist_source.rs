@@ -36,6 +36,8 @@ pub(crate) struct ObtainedAllowlist {
     pub(crate) allowlist: Allowlist,
     /// The publishing repo, when the URL is a release asset on the configured GitHub.
     pub(crate) publisher: Option<RepoName>,
+    /// Whether the publisher was checked against the options' publishers.
+    pub(crate) publisher_pinned: bool,
     /// Whether the bytes came from the local override file.
     pub(crate) from_file: bool,
     /// Where the bytes came from (the URL or the file), for messages.
@@ -69,7 +71,27 @@ pub(crate) fn obtain(
         Location::ReleaseAsset { publisher, .. } => Some(publisher.clone()),
         Location::Web => None,
     };
-    check_publisher(url, publisher.as_ref(), &options.allowlist_publishers)?;
+    // Which images the verifier trusts, in order: its own allowlist file,
+    // its pinned list (`policy.allowlist`), or lists published by one of
+    // its publishers. With none of them nothing says which images are
+    // genuine, so the verification stops here.
+    let publisher_pinned = if options.allowlist_override.is_some() {
+        false
+    } else if options.allowlist_publishers.is_empty() {
+        if options.policy.allowlist.is_none() {
+            return Err(ConnectError::InvalidOptions {
+                option: "allowlist_publishers",
+                problem: "empty, and neither an allowlist file (allowlist_override) nor a \
+                          pinned allowlist (policy.allowlist) is given: nothing says which \
+                          images to trust"
+                    .to_owned(),
+            });
+        }
+        false
+    } else {
+        check_publisher(url, publisher.as_ref(), &options.allowlist_publishers)?;
+        true
+    };
     let max = u64::try_from(MAX_ALLOWLIST_BYTES).unwrap_or(u64::MAX);
     let (bytes, origin) = match (&options.allowlist_override, &location) {
         (Some(path), _) => (read_capped(path, max)?, path.display().to_string()),
@@ -109,9 +131,61 @@ pub(crate) fn obtain(
     Ok(ObtainedAllowlist {
         allowlist,
         publisher,
+        publisher_pinned,
         from_file: options.allowlist_override.is_some(),
         origin,
     })
+}
+
+/// The allowlist at `url`, which must be a release asset of one of the
+/// options' publishers on the configured GitHub, and the SHA-256 of its
+/// bytes. For a deployer that names no file of its own.
+pub(crate) fn published(
+    url: &str,
+    options: &ConnectOptions,
+    github: &GitHub,
+) -> Result<(Allowlist, [u8; 32]), ConnectError> {
+    if options.allowlist_publishers.is_empty() {
+        return Err(ConnectError::InvalidOptions {
+            option: "allowlist_publishers",
+            problem: format!("empty: nothing says who may publish the allowlist {url}"),
+        });
+    }
+    let Location::ReleaseAsset {
+        publisher,
+        tag,
+        name,
+    } = locate(url, github.base_url())?
+    else {
+        return Err(ConnectError::UntrustedAllowlist {
+            url: url.to_owned(),
+            publisher: None,
+            trusted: options
+                .allowlist_publishers
+                .iter()
+                .map(RepoName::to_string)
+                .collect(),
+        });
+    };
+    check_publisher(url, Some(&publisher), &options.allowlist_publishers)?;
+    let max = u64::try_from(MAX_ALLOWLIST_BYTES).unwrap_or(u64::MAX);
+    let bytes = download_asset(github, &publisher, &tag, &name, max)?;
+    let allowlist = Allowlist::from_json(&bytes).map_err(|source| ConnectError::Allowlist {
+        origin: url.to_owned(),
+        source,
+    })?;
+    Ok((allowlist, Sha256::digest(&bytes).into()))
+}
+
+/// The verifier's own allowlist file, parsed, and the SHA-256 of its bytes.
+pub(crate) fn from_file(path: &Path) -> Result<(Allowlist, [u8; 32]), ConnectError> {
+    let max = u64::try_from(MAX_ALLOWLIST_BYTES).unwrap_or(u64::MAX);
+    let bytes = read_capped(path, max)?;
+    let allowlist = Allowlist::from_json(&bytes).map_err(|source| ConnectError::Allowlist {
+        origin: path.display().to_string(),
+        source,
+    })?;
+    Ok((allowlist, Sha256::digest(&bytes).into()))
 }
 
 fn check_publisher(
@@ -119,9 +193,6 @@ fn check_publisher(
     publisher: Option<&RepoName>,
     trusted: &[RepoName],
 ) -> Result<(), ConnectError> {
-    if trusted.is_empty() {
-        return Ok(());
-    }
     // GitHub names are case-insensitive.
     let is_trusted = |p: &RepoName| {
         trusted
@@ -369,8 +440,10 @@ mod tests {
         let trusted: Vec<RepoName> = vec!["Acme/EE-Image".parse().unwrap()];
         let publisher: RepoName = "acme/ee-image".parse().unwrap();
         check_publisher("u", Some(&publisher), &trusted).unwrap();
-        check_publisher("u", Some(&publisher), &[]).unwrap();
-        check_publisher("u", None, &[]).unwrap();
+        // No trusted publisher trusts no one (the caller refuses earlier,
+        // naming the option; this is the last line).
+        assert!(check_publisher("u", Some(&publisher), &[]).is_err());
+        assert!(check_publisher("u", None, &[]).is_err());
         let other: RepoName = "mallory/ee-image".parse().unwrap();
         let err = check_publisher("u", Some(&other), &trusted).unwrap_err();
         assert_eq!(

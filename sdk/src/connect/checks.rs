@@ -7,6 +7,7 @@ use crate::allowlist::{Allowlist, MeasurementSet, TdMeasurements, Variant};
 use crate::attestation::AttestationDocument;
 use crate::collateral::Collateral;
 use crate::eventlog::BundleEvent;
+use crate::launch::same_github_api;
 use crate::quote::TdReport10;
 use crate::verify::{TrustRoot, VerifiedQuote, Verifier, VerifyError};
 
@@ -89,6 +90,18 @@ pub(crate) fn check(
         });
     }
 
+    let measured_api = document
+        .event_log
+        .config()
+        .map(|config| config.github_api_url.as_str())
+        .unwrap_or_default();
+    if !same_github_api(options.expected_td_github_api(), measured_api) {
+        return Err(ConnectError::GithubApi {
+            expected: options.expected_td_github_api().to_owned(),
+            measured: measured_api.to_owned(),
+        });
+    }
+
     let bundle = check_bundle(document, options)?;
     if !options.allow_unsealed && !document.event_log.is_sealed() {
         return Err(ConnectError::Unsealed);
@@ -129,14 +142,7 @@ fn check_measurements(
     td: &TdReport10,
     options: &ConnectOptions,
 ) -> Result<MeasurementSet, ConnectError> {
-    let registers = TdMeasurements {
-        mrtd: td.mr_td,
-        rtmr0: td.rtmr0,
-        rtmr1: td.rtmr1,
-        rtmr2: td.rtmr2,
-        td_attributes: td.td_attributes.value(),
-        xfam: u64::from_le_bytes(td.xfam),
-    };
+    let registers = TdMeasurements::of(td);
     let entry = evidence
         .allowlist
         .check(&registers)
@@ -145,14 +151,18 @@ fn check_measurements(
             mismatch: Box::new(mismatch),
         })?
         .clone();
-    if let Some(pinned) = &options.policy.allowlist {
-        pinned
+    // The variant guards read the entry's label: when the verifier pinned a
+    // list of its own, its labels count, not those of the document's list.
+    let entry = match &options.policy.allowlist {
+        Some(pinned) => pinned
             .check(&registers)
             .map_err(|mismatch| ConnectError::Measurements {
                 list: "the verifier's pinned allowlist".to_owned(),
                 mismatch: Box::new(mismatch),
-            })?;
-    }
+            })?
+            .clone(),
+        None => entry,
+    };
     check_variant(&entry, options)?;
     let measured_image = evidence
         .document
@@ -170,7 +180,10 @@ fn check_measurements(
     Ok(entry)
 }
 
-fn check_variant(entry: &MeasurementSet, options: &ConnectOptions) -> Result<(), ConnectError> {
+pub(super) fn check_variant(
+    entry: &MeasurementSet,
+    options: &ConnectOptions,
+) -> Result<(), ConnectError> {
     let variant = entry.profile.variant;
     let refuse = |reason: String| ConnectError::Variant {
         entry: entry.name.clone(),

@@ -215,6 +215,19 @@ pub enum ConnectError {
         /// The repo in the measured config event.
         measured: String,
     },
+    /// The TD was measured with another GitHub API than the one the verifier
+    /// reads from: a host-chosen API received the deployer's token and
+    /// served the bundle, and could have published this document.
+    #[error(
+        "the TD's measured launch config names GitHub API {measured:?}, but the verifier \
+         expects {expected:?}"
+    )]
+    GithubApi {
+        /// The API the options name.
+        expected: String,
+        /// The API in the measured config event.
+        measured: String,
+    },
     /// The event log records no deployed bundle.
     #[error("the event log records no bundle: nothing was deployed")]
     NoBundle,
@@ -238,6 +251,21 @@ pub enum ConnectError {
         age_secs: u64,
         /// The accepted age.
         max_age_secs: u64,
+    },
+    /// The document's timestamp disagrees with when GitHub created the release.
+    #[error(
+        "the attestation's timestamp {timestamp} is more than {max_skew_secs} s from release \
+         {release:?}'s created_at {created_at:?} (the TD's clock disagrees with GitHub's)"
+    )]
+    ReleaseTime {
+        /// The release.
+        release: String,
+        /// Its `created_at` as GitHub gave it.
+        created_at: String,
+        /// The document's timestamp (Unix seconds).
+        timestamp: u64,
+        /// The accepted difference.
+        max_skew_secs: u64,
     },
     /// The document's timestamp is in the future beyond the accepted clock skew.
     #[error("the attestation's timestamp {timestamp} is {ahead_secs} s in the future (clock skew allowed: {max_skew_secs} s)")]
@@ -291,11 +319,13 @@ impl ConnectError {
             ConnectError::ImageMismatch { .. } => "image_id",
             ConnectError::ReleaseMismatch { .. } => "release_mismatch",
             ConnectError::RepoBinding { .. } => "repo_binding",
+            ConnectError::GithubApi { .. } => "github_api",
             ConnectError::NoBundle => "no_bundle",
             ConnectError::BundleMismatch { .. } => "bundle_mismatch",
             ConnectError::Unsealed => "unsealed",
             ConnectError::Stale { .. } => "stale",
             ConnectError::FutureTimestamp { .. } => "future_timestamp",
+            ConnectError::ReleaseTime { .. } => "release_time",
             #[cfg(feature = "agent-client")]
             ConnectError::Live { .. } => "live_agent",
             ConnectError::LiveMismatch { .. } => "live_mismatch",

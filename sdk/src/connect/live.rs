@@ -11,11 +11,119 @@
 //! unsealed deployments are accepted) a seal. Requests made through the
 //! returned client travel only over connections to that pinned key.
 
-use crate::agent::{AgentClient, AgentTrust, CollateralSupply};
+use crate::agent::{AgentClient, AgentTrust, Attested, CollateralSupply};
+use crate::allowlist::{Allowlist, MeasurementSet};
+use crate::eventlog::BundleEvent;
 use crate::quote::TdReport10;
 use crate::verify::Verifier;
 
-use super::{ConnectError, ConnectOptions, VerifiedService};
+use super::{allowlist_source, checks, ConnectError, ConnectOptions, VerifiedService};
+
+/// A running agent that passed [`verify_agent`].
+#[derive(Debug)]
+pub struct VerifiedAgent {
+    /// The client, pinned to the agent's attested TLS key.
+    pub client: AgentClient,
+    /// The fresh-nonce attestation: quote, event log, launch config.
+    pub attested: Attested,
+    /// The verifier's allowlist entry the registers matched.
+    pub entry: MeasurementSet,
+    /// The running bundle (the newest bundle event), if any.
+    pub running: Option<BundleEvent>,
+}
+
+/// Attest the agent at `url` live, with the same rules as a published
+/// deployment ([`super::connect_with`]) where they apply:
+///
+/// - its RA-TLS certificate and a fresh-nonce quote pass DCAP under the
+///   options' root, policy and collateral;
+/// - MRTD, RTMR0-2, TD attributes and XFAM match the verifier's own
+///   allowlist ([`ConnectOptions::allowlist_override`] or
+///   [`crate::verify::Policy::allowlist`]; a live agent names no allowlist,
+///   so publishers cannot vouch for one here), of an accepted variant;
+/// - the event log replays to RTMR3, and the measured launch config names
+///   `repo` and the options' GitHub API;
+/// - the running bundle is the expected one, when one is expected;
+/// - the TD is sealed, unless unsealed TDs are accepted.
+///
+/// [`ConnectOptions::max_age`] has no meaning for a quote made now and is
+/// not consulted; [`ConnectOptions::now`] must be unset (the agent's
+/// certificate is checked at the current time).
+pub fn verify_agent(
+    url: &str,
+    repo: &str,
+    options: &ConnectOptions,
+) -> Result<VerifiedAgent, ConnectError> {
+    if options.now.is_some() {
+        return Err(ConnectError::InvalidOptions {
+            option: "now",
+            problem: "a live agent is verified at the current time; unset it".to_owned(),
+        });
+    }
+    let allowlist = verifier_allowlist(options)?;
+    let collateral = CollateralSupply::from_choice(options.collateral.clone())
+        .map_err(ConnectError::Collateral)?;
+    let policy = options.policy.clone().with_allowlist(allowlist.clone());
+    let mut trust = AgentTrust::new(
+        Verifier::with_root(options.trust_root.clone(), policy),
+        collateral,
+        repo,
+    )
+    .with_github_api_url(options.expected_td_github_api());
+    // The caller named a plain-http API itself (a local test server).
+    trust.allow_http_github_api = options.expected_td_github_api().starts_with("http://");
+    let live = |source| ConnectError::Live {
+        endpoint: url.to_owned(),
+        source: Box::new(source),
+    };
+    let client = AgentClient::connect(url, trust).map_err(live)?;
+    let attested = client.attest().map_err(live)?;
+    let td = &attested.quote.measurements;
+    let entry = allowlist
+        .check(&crate::allowlist::TdMeasurements::of(td))
+        .map_err(|mismatch| ConnectError::Measurements {
+            list: "the verifier's allowlist".to_owned(),
+            mismatch: Box::new(mismatch),
+        })?
+        .clone();
+    checks::check_variant(&entry, options)?;
+    let running = attested.event_log.bundles().last().cloned();
+    if let Some(expected) = options.expect_bundle {
+        match &running {
+            None => return Err(ConnectError::NoBundle),
+            Some(bundle) if bundle.digest != expected => {
+                return Err(ConnectError::BundleMismatch {
+                    expected: hex::encode(expected),
+                    running: hex::encode(bundle.digest),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    if !options.allow_unsealed && !attested.event_log.is_sealed() {
+        return Err(ConnectError::Unsealed);
+    }
+    Ok(VerifiedAgent {
+        client,
+        attested,
+        entry,
+        running,
+    })
+}
+
+/// The allowlist a live check trusts: the verifier's file or pinned list.
+fn verifier_allowlist(options: &ConnectOptions) -> Result<Allowlist, ConnectError> {
+    match (&options.allowlist_override, &options.policy.allowlist) {
+        (Some(path), _) => Ok(allowlist_source::from_file(path)?.0),
+        (None, Some(pinned)) => Ok(pinned.clone()),
+        (None, None) => Err(ConnectError::InvalidOptions {
+            option: "allowlist_override",
+            problem: "a live agent names no allowlist, so the verifier must give one (a file, \
+                      or policy.allowlist): nothing else says which images to trust"
+                .to_owned(),
+        }),
+    }
+}
 
 /// Connect to `service.endpoint` over RA-TLS and check that the live TD is
 /// the verified one; the client is the verified HTTP client
@@ -31,7 +139,9 @@ pub fn open(
     let mut policy = options.policy.clone();
     policy.allowlist = None;
     let verifier = Verifier::with_root(options.trust_root.clone(), policy);
-    let trust = AgentTrust::new(verifier, collateral, service.repo.clone());
+    let mut trust = AgentTrust::new(verifier, collateral, service.repo.clone())
+        .with_github_api_url(options.expected_td_github_api());
+    trust.allow_http_github_api = options.expected_td_github_api().starts_with("http://");
     let live = |source| ConnectError::Live {
         endpoint: service.endpoint.clone(),
         source: Box::new(source),

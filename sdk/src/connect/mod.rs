@@ -6,8 +6,9 @@
 //! in this order (each failure is its own [`ConnectError`] variant):
 //!
 //! 1. the document parses and agrees with its own measured launch config;
-//! 2. the allowlist it names is published by a trusted publisher (when the
-//!    options name some), and its bytes hash to the document's SHA-256;
+//! 2. the allowlist it names is published by a trusted publisher (by default
+//!    [`OFFICIAL_IMAGE_PUBLISHER`]) or is the verifier's own file, and its
+//!    bytes hash to the SHA-256 the quote binds;
 //! 3. the quote passes DCAP under the trust root and policy (TCB status,
 //!    advisories, unsafe TD attributes);
 //! 4. REPORTDATA is the hash of the document's statement (repo, endpoint,
@@ -16,10 +17,14 @@
 //! 6. MRTD, RTMR0-2, TD attributes and XFAM match an allowlist entry of an
 //!    accepted image variant (and the measured image id is the allowlist's);
 //! 7. the document was made for the release it is published on;
-//! 8. the measured launch config binds the TD to the repo asked for;
+//! 8. the measured launch config binds the TD to the repo asked for, and
+//!    names the GitHub API the verifier reads from (`github_api_url`): a TD
+//!    measured with another API sent its deployer's token there;
 //! 9. a bundle was deployed (and is the expected one, if given);
 //! 10. the TD is sealed (unless unsealed deployments are allowed);
-//! 11. the document is fresh: no older than `max_age`, not from the future.
+//! 11. the document is fresh: no older than `max_age`, not from the future,
+//!     and its timestamp (the TD's clock, which the host sets) agrees with
+//!     the release's `created_at` (GitHub's clock).
 //!
 //! The claims (7-11) are judged only after 3-5 established that the TD
 //! attested them. Nothing in the document is trusted for being there.
@@ -38,8 +43,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::allowlist::Variant;
-use crate::attestation::{AttestationDocument, MAX_DOCUMENT_BYTES};
+use crate::allowlist::{Allowlist, Variant};
+use crate::attestation::{AllowlistRef, AttestationDocument, MAX_DOCUMENT_BYTES};
 use crate::eventlog::{BundleEvent, EventLog};
 use crate::github::{GitHub, GithubError, RepoName, RetryPolicy, Timeouts};
 use crate::launch::DEFAULT_GITHUB_API_URL;
@@ -49,7 +54,7 @@ use crate::verify::{Policy, TrustRoot};
 pub use collateral_choice::{CollateralChoice, CollateralOrigin};
 pub use error::{CollateralProblem, ConnectError};
 #[cfg(feature = "agent-client")]
-pub use live::open;
+pub use live::{open, verify_agent, VerifiedAgent};
 pub use release::{DEPLOY_TAG_PREFIX, DOCUMENT_ASSET};
 
 /// Default [`ConnectOptions::max_age`]: 30 days. The agent publishes once per
@@ -57,6 +62,15 @@ pub use release::{DEPLOY_TAG_PREFIX, DOCUMENT_ASSET};
 /// replayed as current; a service older than this must be redeployed or
 /// checked with a larger limit.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The repository whose releases publish the project's official images and
+/// their allowlists: the default, and only, trusted publisher of
+/// [`ConnectOptions::default`].
+pub const OFFICIAL_IMAGE_PUBLISHER: &str = "easy-enclave/easy-enclave";
+
+/// Default [`ConnectOptions::max_publish_skew`]: 10 minutes (the agent
+/// creates the release, then makes the quote and uploads the document).
+pub const DEFAULT_MAX_PUBLISH_SKEW: Duration = Duration::from_secs(10 * 60);
+
 /// Default [`ConnectOptions::max_clock_skew`]: 5 minutes.
 pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 
@@ -66,6 +80,11 @@ pub struct ConnectOptions {
     /// GitHub REST API base URL: `https://api.github.com`, a GitHub
     /// Enterprise Server root (`https://HOST/api/v3`) or a test server.
     pub github_api_url: String,
+    /// The GitHub API the TD must have been measured with, when it reaches
+    /// the same GitHub at another address than the verifier does (a dev TD
+    /// behind QEMU's NAT reaching a local test server at 10.0.2.2). Default
+    /// (`None`): [`Self::github_api_url`].
+    pub td_github_api_url: Option<String>,
     /// A GitHub token, for private repos and higher rate limits. Sent only
     /// to the API's own origin, never to release storage.
     pub github_token: Option<String>,
@@ -79,10 +98,16 @@ pub struct ConnectOptions {
     /// never accepted under Intel's root, whatever this says.
     pub accepted_variants: Vec<Variant>,
     /// Publishers (`owner/repo`) whose release-asset allowlists are trusted.
-    /// Empty: whichever the document names (the result reports it).
+    /// Default: [`OFFICIAL_IMAGE_PUBLISHER`] alone, so only the project's own
+    /// images verify. Empty is accepted only together with an allowlist
+    /// file ([`Self::allowlist_override`]) or a pinned list
+    /// ([`Policy::allowlist`]); otherwise nothing says which images to
+    /// trust and [`connect_with`] refuses to run.
     pub allowlist_publishers: Vec<RepoName>,
-    /// Read the allowlist from this file instead of downloading it (for
-    /// air-gapped use). Its bytes must still hash to the document's SHA-256.
+    /// Read the allowlist from this file instead of downloading it. The file
+    /// is the verifier's own, so it is trusted whoever published it (the
+    /// publishers are not consulted); its bytes must still hash to the
+    /// SHA-256 the TD attested.
     pub allowlist_override: Option<PathBuf>,
     /// Where collateral comes from.
     pub collateral: CollateralChoice,
@@ -94,6 +119,9 @@ pub struct ConnectOptions {
     pub max_age: Duration,
     /// How far in the future a document's timestamp may be.
     pub max_clock_skew: Duration,
+    /// How far the document's timestamp (the TD's clock) may be from the
+    /// release's `created_at` (GitHub's clock).
+    pub max_publish_skew: Duration,
     /// Verify as of this time (Unix seconds) instead of the system clock.
     pub now: Option<u64>,
     /// Connect and read timeouts of every request.
@@ -104,26 +132,42 @@ pub struct ConnectOptions {
 
 impl Default for ConnectOptions {
     /// github.com, Intel's root, the default policy (UpToDate only),
-    /// production images, collateral from Intel PCS through the default cache,
+    /// production images whose allowlist [`OFFICIAL_IMAGE_PUBLISHER`]
+    /// published, collateral from Intel PCS through the default cache,
     /// sealed required, [`DEFAULT_MAX_AGE`].
     fn default() -> Self {
         ConnectOptions {
             github_api_url: DEFAULT_GITHUB_API_URL.to_owned(),
+            td_github_api_url: None,
             github_token: None,
             trust_root: TrustRoot::IntelProduction,
             policy: Policy::default(),
             accepted_variants: vec![Variant::Production],
-            allowlist_publishers: Vec::new(),
+            // A constant that parses; were it ever not to, the list would
+            // be empty and `connect_with` would refuse to run: fail closed.
+            allowlist_publishers: RepoName::parse(OFFICIAL_IMAGE_PUBLISHER)
+                .into_iter()
+                .collect(),
             allowlist_override: None,
             collateral: CollateralChoice::default(),
             expect_bundle: None,
             allow_unsealed: false,
             max_age: DEFAULT_MAX_AGE,
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
+            max_publish_skew: DEFAULT_MAX_PUBLISH_SKEW,
             now: None,
             timeouts: Timeouts::default(),
             retry: RetryPolicy::default(),
         }
+    }
+}
+
+impl ConnectOptions {
+    /// The GitHub API a TD must have been measured with.
+    pub fn expected_td_github_api(&self) -> &str {
+        self.td_github_api_url
+            .as_deref()
+            .unwrap_or(&self.github_api_url)
     }
 }
 
@@ -132,6 +176,7 @@ impl std::fmt::Debug for ConnectOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnectOptions")
             .field("github_api_url", &self.github_api_url)
+            .field("td_github_api_url", &self.td_github_api_url)
             .field(
                 "github_token",
                 &self.github_token.as_ref().map(|_| "<redacted>"),
@@ -146,6 +191,7 @@ impl std::fmt::Debug for ConnectOptions {
             .field("allow_unsealed", &self.allow_unsealed)
             .field("max_age", &self.max_age)
             .field("max_clock_skew", &self.max_clock_skew)
+            .field("max_publish_skew", &self.max_publish_skew)
             .field("now", &self.now)
             .field("timeouts", &self.timeouts)
             .field("retry", &self.retry)
@@ -243,7 +289,8 @@ pub fn connect_with(repo: &str, options: &ConnectOptions) -> Result<VerifiedServ
     let github = github_client(options)?;
     let mut plain = http::PlainHttps::new(options.timeouts.connect, options.timeouts.read);
 
-    let (release_tag, document) = newest_document(&github, &repo_name)?;
+    let (chosen, document) = newest_document(&github, &repo_name)?;
+    let release_tag = chosen.tag.clone();
     let allowlist = allowlist_source::obtain(&document.allowlist, options, &github, &mut plain)?;
     let (collateral, collateral_origin) =
         collateral_choice::obtain(&options.collateral, &document.quote, now)?;
@@ -261,6 +308,8 @@ pub fn connect_with(repo: &str, options: &ConnectOptions) -> Result<VerifiedServ
         now,
     )?;
 
+    check_release_time(&chosen, document.timestamp, options)?;
+
     let config = document.event_log.config();
     Ok(VerifiedService {
         repo: config.map_or_else(|| document.repo.clone(), |c| c.repo.clone()),
@@ -277,8 +326,7 @@ pub fn connect_with(repo: &str, options: &ConnectOptions) -> Result<VerifiedServ
         allowlist: VerifiedAllowlist {
             url: document.allowlist.url.clone(),
             sha256: document.allowlist.sha256,
-            publisher_pinned: allowlist.publisher.is_some()
-                && !options.allowlist_publishers.is_empty(),
+            publisher_pinned: allowlist.publisher_pinned,
             publisher: allowlist.publisher.map(|p| p.to_string()),
             from_file: allowlist.from_file,
             image_id: allowlist.allowlist.image_id.clone(),
@@ -292,11 +340,54 @@ pub fn connect_with(repo: &str, options: &ConnectOptions) -> Result<VerifiedServ
     })
 }
 
-/// The tag of the newest deploy release with a document, and the document.
+/// The allowlist published at `url` and the reference a deploy request
+/// carries for it (the URL and the SHA-256 of the bytes downloaded). `url`
+/// must be a release asset, on the GitHub the options name, of one of
+/// [`ConnectOptions::allowlist_publishers`]; anything else is refused
+/// before it is downloaded.
+pub fn published_allowlist(
+    url: &str,
+    options: &ConnectOptions,
+) -> Result<(Allowlist, AllowlistRef), ConnectError> {
+    let github = github_client(options)?;
+    let (allowlist, sha256) = allowlist_source::published(url, options, &github)?;
+    Ok((
+        allowlist,
+        AllowlistRef {
+            url: url.to_owned(),
+            sha256,
+        },
+    ))
+}
+
+/// The TD's clock, which the host controls, against GitHub's: the
+/// document's (attested) timestamp must be within
+/// [`ConnectOptions::max_publish_skew`] of the release's `created_at`, so a
+/// host cannot pass an old deployment off as fresh by setting the TD's
+/// clock forward.
+fn check_release_time(
+    chosen: &release::Chosen,
+    timestamp: u64,
+    options: &ConnectOptions,
+) -> Result<(), ConnectError> {
+    let created = crate::collateral::validity::parse_utc_seconds(&chosen.created_at);
+    let max_skew_secs = options.max_publish_skew.as_secs();
+    match created.map(|created| created.abs_diff(timestamp)) {
+        Some(skew) if skew <= max_skew_secs => Ok(()),
+        _ => Err(ConnectError::ReleaseTime {
+            release: chosen.tag.clone(),
+            created_at: chosen.created_at.clone(),
+            timestamp,
+            max_skew_secs,
+        }),
+    }
+}
+
+/// The newest deploy release with a document, and the document.
 fn newest_document(
     github: &GitHub,
     repo: &RepoName,
-) -> Result<(String, AttestationDocument), ConnectError> {
+) -> Result<(release::Chosen, AttestationDocument), ConnectError> {
     let mut chooser = release::ReleaseChooser::default();
     let chosen = github
         .find_release(repo, |r| chooser.consider(r))
@@ -326,7 +417,7 @@ fn newest_document(
             release: chosen.tag.clone(),
             source,
         })?;
-    Ok((chosen.tag, document))
+    Ok((chosen, document))
 }
 
 fn github_client(options: &ConnectOptions) -> Result<GitHub, ConnectError> {

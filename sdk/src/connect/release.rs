@@ -16,6 +16,8 @@ pub(crate) struct Chosen {
     pub(crate) tag: String,
     /// Id of its `attestation.json` asset.
     pub(crate) document_id: u64,
+    /// When GitHub created the release (its clock, not the TD's).
+    pub(crate) created_at: String,
 }
 
 /// Picks the newest non-draft `deploy-*` release with an `attestation.json`
@@ -44,6 +46,7 @@ impl ReleaseChooser {
             return Some(Chosen {
                 tag: release.tag_name.clone(),
                 document_id: document.id,
+                created_at: release.created_at.clone(),
             });
         } else {
             "no attestation.json asset"
@@ -125,7 +128,8 @@ mod tests {
             choose(&releases).unwrap(),
             Chosen {
                 tag: "deploy-20250101-000000".to_owned(),
-                document_id: 101
+                document_id: 101,
+                created_at: "2025-01-01T00:00:00Z".to_owned(),
             }
         );
     }

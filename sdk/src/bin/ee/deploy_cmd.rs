@@ -11,27 +11,28 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
-use easyenclave::agent::{
-    AgentClient, AgentError, AgentTrust, Attested, ClientOptions, CollateralSupply,
-    DeployCredential,
-};
-use easyenclave::allowlist::Allowlist;
+use easyenclave::agent::{AgentClient, AgentError, DeployCredential};
+use easyenclave::allowlist::{Allowlist, Variant};
 use easyenclave::attestation::AllowlistRef;
 use easyenclave::bundle;
 use easyenclave::collateral::{
-    default_cache_dir, Collateral, CollateralCache, CollateralSource, FetchOptions,
-    MAX_COLLATERAL_JSON_BYTES,
+    default_cache_dir, Collateral, CollateralCache, CollateralSource, MAX_COLLATERAL_JSON_BYTES,
+};
+use easyenclave::connect::{
+    published_allowlist, verify_agent, CollateralChoice, ConnectError, ConnectOptions,
+    VerifiedAgent,
 };
 use easyenclave::deploy::{
     check_env_name, BundleSource, DeployRequest, DeploymentState, DeploymentStatus,
     DEPLOY_API_VERSION, MAX_INLINE_BUNDLE_BYTES,
 };
-use easyenclave::launch::{check_repo, check_url};
-use easyenclave::verify::{Policy, StatusName, TrustRoot, Verifier};
+use easyenclave::github::RepoName;
+use easyenclave::launch::{canonical_api_url, check_repo, check_url, DEFAULT_GITHUB_API_URL};
+use easyenclave::verify::{Policy, StatusName, TrustRoot};
 use sha2::{Digest, Sha256};
 
 use crate::quote_cmd::read_capped;
-use crate::trust_args::{root_certificate, sim_collateral, sim_pki};
+use crate::trust_args::{parse_repo, parse_variant, root_certificate, sim_collateral, sim_pki};
 use crate::Failure;
 
 /// Largest root CA file accepted.
@@ -58,12 +59,12 @@ Examples:
   # From a GitHub Actions job (permissions: id-token: write, contents: write,
   # actions: read): the job's OIDC token for this agent authorises the
   # deploy, its GITHUB_TOKEN only downloads the artifact and publishes:
-  GITHUB_TOKEN=${{ github.token }} ee deploy --agent https://td.example:8443 \
-      --repo acme/hello --artifact 1234567 --allowlist allowlist.json --oidc-from-actions
+  GITHUB_TOKEN=${{ github.token }} ee deploy --agent https://td.example:8443 \\
+      --repo acme/hello --artifact 1234567 --allowlist-url URL --oidc-from-actions
 
   # The audience to request an OIDC token with for this agent:
-  ee deploy --agent https://td.example:8443 --repo acme/hello --artifact 1 \
-      --allowlist allowlist.json --print-oidc-audience";
+  ee deploy --agent https://td.example:8443 --repo acme/hello --artifact 1 \\
+      --allowlist-url URL --print-oidc-audience";
 
 /// Arguments of `ee deploy`.
 #[derive(Args)]
@@ -88,13 +89,31 @@ pub struct DeployArgs {
     #[arg(long, value_name = "DIR_OR_ZIP")]
     bundle: Option<PathBuf>,
     /// Require the agent's MRTD, RTMR0-2, TD attributes and XFAM to match
-    /// this allowlist.
+    /// this allowlist file (trusted as it is: it is yours).
     #[arg(long, value_name = "FILE")]
     allowlist: Option<PathBuf>,
-    /// Where the allowlist is published (https://); the agent puts it, with
-    /// the file's SHA-256, in its attestation for verifiers.
-    #[arg(long, value_name = "URL", requires = "allowlist")]
+    /// Where the allowlist is published (https://); the agent binds it, with
+    /// its SHA-256, into its attestation for verifiers. Without --allowlist,
+    /// it is downloaded through --api-url and must be a release asset of an
+    /// --allowlist-publisher. One of the two is required: nothing is sent to
+    /// an agent whose image no allowlist vouches for.
+    #[arg(long, value_name = "URL")]
     allowlist_url: Option<String>,
+    /// Who may publish the allowlist named by --allowlist-url (repeatable)
+    /// [default: easy-enclave/easy-enclave, the project's own image releases].
+    #[arg(long = "allowlist-publisher", value_name = "OWNER/REPO", value_parser = parse_repo,
+          conflicts_with = "allowlist")]
+    allowlist_publishers: Vec<RepoName>,
+    /// The GitHub REST API the agent must have been launched with: it sends
+    /// your token there and fetches artifacts from it. An agent measured
+    /// with any other API is refused before anything is sent.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_GITHUB_API_URL)]
+    api_url: String,
+    /// The GitHub API the agent must have been launched with, when it
+    /// reaches GitHub at another address than --api-url (a dev TD behind
+    /// QEMU's NAT reaching a local test server) [default: --api-url].
+    #[arg(long, value_name = "URL")]
+    td_api_url: Option<String>,
     /// Private environment from a file of NAME=VALUE lines (# comments).
     #[arg(long, value_name = "FILE")]
     env_file: Option<PathBuf>,
@@ -133,11 +152,15 @@ pub struct DeployArgs {
     /// Also accept this TCB status (repeatable). Default: only UpToDate.
     #[arg(long = "accept-status", value_name = "STATUS")]
     accept_status: Vec<String>,
+    /// Also accept images of this variant (repeatable). Default: production
+    /// only (and sim with --root sim).
+    #[arg(long = "accept-variant", value_name = "dev|sim", value_parser = parse_variant)]
+    accept_variant: Vec<Variant>,
     /// Accept DEBUG TDs (dev images only: the host can read a DEBUG TD's memory).
     #[arg(long)]
     allow_debug: bool,
-    /// Send the token even though the agent's measured GitHub API URL is
-    /// http:// (local test servers only).
+    /// Accept an http:// --api-url: the agent then sends the token in clear
+    /// text (local test servers only).
     #[arg(long)]
     allow_http_github_api: bool,
     /// Give up after this many seconds without the deployment running.
@@ -155,27 +178,19 @@ pub fn run(args: DeployArgs) -> Result<(), Failure> {
     for name in &args.env {
         check_env_name(name).map_err(|p| anyhow!("--env: {p}"))?;
     }
+    check_api_url(&args)?;
     let (bundle, local_digest) = load_bundle(&args)?;
-    let (policy, allowlist_ref) = build_policy(&args)?;
-    let trust = AgentTrust {
-        allow_http_github_api: args.allow_http_github_api,
-        ..AgentTrust::new(
-            Verifier::with_root(trust_root(&args.root)?, policy),
-            collateral_supply(&args)?,
-            args.repo.clone(),
-        )
-    };
-    let options = ClientOptions {
-        timeout: Duration::from_secs(args.timeout.min(30)),
-        ..ClientOptions::default()
-    };
+    let mut options = connect_options(&args)?;
+    let allowlist_ref = pin_allowlist(&args, &mut options)?;
 
     eprintln!("ee: verifying the agent at {}", args.agent);
-    let (client, attested) = verify_agent(&args.agent, trust, options)?;
-    describe_agent(&client, &attested);
-    if args.oidc.describe(&client, &attested) {
+    let agent = verify_agent(&args.agent, &args.repo, &options).map_err(connect_failure)?;
+    describe_agent(&agent);
+    if args.oidc.describe(&agent.client, &agent.attested) {
         return Ok(());
     }
+    let attested = agent.attested;
+    let client = agent.client;
 
     // Only now the secrets.
     let token = std::env::var(&args.token_env)
@@ -188,7 +203,7 @@ pub fn run(args: DeployArgs) -> Result<(), Failure> {
         env: private_env(&args)?,
         seal: !args.no_seal,
         port: args.port,
-        allowlist: allowlist_ref,
+        allowlist: Some(allowlist_ref),
         github_token: None,
     };
     request
@@ -208,32 +223,116 @@ pub fn run(args: DeployArgs) -> Result<(), Failure> {
         .map_err(agent_failure)?;
     eprintln!("ee: deployment {} accepted", accepted.id);
 
-    let status = follow(client, &accepted.id, Duration::from_secs(args.timeout))?;
+    // The status views need the deploy's credential: with OIDC, the
+    // GITHUB_TOKEN would be refused (it names no user).
+    let status = follow(
+        client,
+        oidc_token.as_deref().unwrap_or(&token),
+        &accepted.id,
+        Duration::from_secs(args.timeout),
+    )?;
     finish(&status, local_digest, args.json)
 }
 
-/// Connect (RA-TLS) and attest with a fresh nonce.
-fn verify_agent(
-    url: &str,
-    trust: AgentTrust,
-    options: ClientOptions,
-) -> Result<(AgentClient, Attested), Failure> {
-    let client = AgentClient::connect_with(url, trust, options).map_err(agent_failure)?;
-    let attested = client.attest().map_err(agent_failure)?;
-    Ok((client, attested))
+/// A plain-http API would carry the token in clear text: only on request.
+fn check_api_url(args: &DeployArgs) -> anyhow::Result<()> {
+    for (flag, url) in [
+        ("--api-url", Some(&args.api_url)),
+        ("--td-api-url", args.td_api_url.as_ref()),
+    ] {
+        let Some(url) = url else { continue };
+        canonical_api_url(url).map_err(|p| anyhow!("{flag}: {p}"))?;
+        if url.starts_with("http://") && !args.allow_http_github_api {
+            bail!(
+                "{flag} {url}: plain http carries your token in clear text; add \
+                 --allow-http-github-api if this is a local test server"
+            );
+        }
+    }
+    Ok(())
 }
 
-fn describe_agent(client: &AgentClient, attested: &Attested) {
-    let quote = client.tls_quote();
-    let key = hex::encode(Sha256::digest(client.pinned_spki_der()));
+/// The images to trust, before anything else: the allowlist file, or the
+/// one published at --allowlist-url by a trusted publisher. Returns the
+/// reference the agent binds into its attestation.
+fn pin_allowlist(args: &DeployArgs, options: &mut ConnectOptions) -> anyhow::Result<AllowlistRef> {
+    let Some(url) = &args.allowlist_url else {
+        bail!(
+            "--allowlist-url is required: it names the allowlist (with --allowlist FILE, or \
+             published by an --allowlist-publisher) that the agent's image must be in and that \
+             its attestation binds; nothing is sent to an agent no allowlist vouches for"
+        );
+    };
+    check_url(url, &["https"]).map_err(|p| anyhow!("--allowlist-url: {p}"))?;
+    let (allowlist, reference) = match &args.allowlist {
+        Some(path) => {
+            let bytes = read_capped(path, MAX_ALLOWLIST_FILE)?;
+            let list = Allowlist::from_json(&bytes)
+                .with_context(|| format!("allowlist {}", path.display()))?;
+            let reference = AllowlistRef {
+                url: url.clone(),
+                sha256: Sha256::digest(&bytes).into(),
+            };
+            (list, reference)
+        }
+        None => {
+            let (list, reference) = published_allowlist(url, options)
+                .map_err(|e| anyhow!("--allowlist-url: check {} failed: {e}", e.check()))?;
+            eprintln!(
+                "ee: allowlist {url} (sha256 {}) from a trusted publisher",
+                hex::encode(reference.sha256)
+            );
+            (list, reference)
+        }
+    };
+    options.policy = options.policy.clone().with_allowlist(allowlist);
+    Ok(reference)
+}
+
+/// What the agent is checked with: the verifier's rules of `ee verify
+/// --agent`, except that a TD not yet sealed (or running nothing) is what
+/// a first deploy expects.
+fn connect_options(args: &DeployArgs) -> anyhow::Result<ConnectOptions> {
+    let mut policy = Policy::default().allow_debug(args.allow_debug);
+    for s in &args.accept_status {
+        policy = policy.accept_status(StatusName::parse(s).context("--accept-status")?);
+    }
+    let trust_root = trust_root(&args.root)?;
+    let mut accepted_variants = vec![Variant::Production];
+    accepted_variants.extend(&args.accept_variant);
+    if args.root == "sim" {
+        accepted_variants.push(Variant::Sim);
+    }
+    Ok(ConnectOptions {
+        github_api_url: args.api_url.clone(),
+        td_github_api_url: args.td_api_url.clone(),
+        trust_root,
+        policy,
+        accepted_variants,
+        allowlist_publishers: if args.allowlist_publishers.is_empty() {
+            ConnectOptions::default().allowlist_publishers
+        } else {
+            args.allowlist_publishers.clone()
+        },
+        collateral: collateral_choice(args)?,
+        allow_unsealed: true,
+        ..ConnectOptions::default()
+    })
+}
+
+fn describe_agent(agent: &VerifiedAgent) {
+    let quote = agent.client.tls_quote();
+    let attested = &agent.attested;
+    let key = hex::encode(Sha256::digest(agent.client.pinned_spki_der()));
     eprintln!("ee: agent verified:");
     eprintln!("  TLS key (SPKI SHA-256): {key}");
     eprintln!("  TCB status:             {}", quote.status);
-    match &quote.allowlist_entry {
-        Some(entry) => eprintln!("  allowlist entry:        {entry}"),
-        None => eprintln!("  allowlist entry:        none checked (no --allowlist)"),
-    }
+    eprintln!("  allowlist entry:        {}", agent.entry.name);
     eprintln!("  bound to repo:          {}", attested.launch_config.repo);
+    eprintln!(
+        "  GitHub API:             {} (measured; the token goes there)",
+        attested.launch_config.github_api_url
+    );
     eprintln!(
         "  event log:              {} events, RTMR3 replayed{}",
         attested.event_log.len(),
@@ -243,6 +342,15 @@ fn describe_agent(client: &AgentClient, attested: &Attested) {
             ""
         }
     );
+}
+
+fn connect_failure(e: ConnectError) -> Failure {
+    let error = anyhow!("check {} failed: {e}", e.check());
+    if e.is_rejection() {
+        Failure::Rejected(error)
+    } else {
+        Failure::Input(error)
+    }
 }
 
 /// Trust failures are rejections (exit 1); input and transport problems
@@ -288,28 +396,6 @@ fn load_bundle(args: &DeployArgs) -> anyhow::Result<(BundleSource, Option<[u8; 3
     Ok((BundleSource::Inline { zip }, digest))
 }
 
-fn build_policy(args: &DeployArgs) -> anyhow::Result<(Policy, Option<AllowlistRef>)> {
-    let mut policy = Policy::default().allow_debug(args.allow_debug);
-    for s in &args.accept_status {
-        policy = policy.accept_status(StatusName::parse(s).context("--accept-status")?);
-    }
-    let mut allowlist_ref = None;
-    if let Some(path) = &args.allowlist {
-        let bytes = read_capped(path, MAX_ALLOWLIST_FILE)?;
-        let list = Allowlist::from_json(&bytes)
-            .with_context(|| format!("allowlist {}", path.display()))?;
-        policy = policy.with_allowlist(list);
-        if let Some(url) = &args.allowlist_url {
-            check_url(url, &["https"]).map_err(|p| anyhow!("--allowlist-url: {p}"))?;
-            allowlist_ref = Some(AllowlistRef {
-                url: url.clone(),
-                sha256: Sha256::digest(&bytes).into(),
-            });
-        }
-    }
-    Ok((policy, allowlist_ref))
-}
-
 fn trust_root(root: &str) -> anyhow::Result<TrustRoot> {
     Ok(match root {
         "intel" => TrustRoot::IntelProduction,
@@ -318,10 +404,10 @@ fn trust_root(root: &str) -> anyhow::Result<TrustRoot> {
     })
 }
 
-fn collateral_supply(args: &DeployArgs) -> anyhow::Result<CollateralSupply> {
+fn collateral_choice(args: &DeployArgs) -> anyhow::Result<CollateralChoice> {
     if let Some(path) = &args.collateral {
         let json = read_capped(path, MAX_COLLATERAL_JSON_BYTES as u64)?;
-        return Ok(CollateralSupply::Fixed(
+        return Ok(CollateralChoice::Given(
             Collateral::from_json(&json)
                 .with_context(|| format!("collateral {}", path.display()))?,
         ));
@@ -332,7 +418,7 @@ fn collateral_supply(args: &DeployArgs) -> anyhow::Result<CollateralSupply> {
             .duration_since(UNIX_EPOCH)
             .context("system clock is before 1970")?
             .as_secs();
-        return Ok(CollateralSupply::Fixed(sim_collateral(&sim_pki()?, now)?));
+        return Ok(CollateralChoice::Given(sim_collateral(&sim_pki()?, now)?));
     }
     let source = match &args.pccs {
         Some(url) => CollateralSource::Pccs(url.clone()),
@@ -343,10 +429,9 @@ fn collateral_supply(args: &DeployArgs) -> anyhow::Result<CollateralSupply> {
         .clone()
         .or_else(default_cache_dir)
         .context("no collateral cache directory: set --cache-dir, XDG_CACHE_HOME or HOME")?;
-    Ok(CollateralSupply::Service {
+    Ok(CollateralChoice::Service {
         source,
-        cache: CollateralCache::new(dir),
-        options: FetchOptions::default(),
+        cache: Some(CollateralCache::new(dir)),
     })
 }
 
@@ -386,9 +471,12 @@ fn private_env(args: &DeployArgs) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 /// Poll the deployment, printing state changes and new log lines, until it
-/// reaches a final state or `timeout` passes.
+/// reaches a final state or `timeout` passes. The deploy's `token` gets the
+/// full status (the log and a failure's reason), which the agent shows only
+/// to a caller with push access.
 fn follow(
     mut client: AgentClient,
+    token: &str,
     id: &str,
     timeout: Duration,
 ) -> Result<DeploymentStatus, Failure> {
@@ -397,7 +485,7 @@ fn follow(
     let mut shown_tail: Vec<String> = Vec::new();
     let mut failures = 0;
     loop {
-        let status = match client.status(id) {
+        let status = match client.status_as(id, Some(token)) {
             Ok(status) => {
                 failures = 0;
                 status

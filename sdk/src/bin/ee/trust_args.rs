@@ -59,3 +59,19 @@ pub fn sim_collateral(pki: &SimPki, now: u64) -> anyhow::Result<Collateral> {
         .context("making collateral for the simulated platform")?;
     Ok(Collateral::from(made))
 }
+
+/// `--accept-variant`: an image variant by name.
+pub fn parse_variant(text: &str) -> Result<easyenclave::allowlist::Variant, String> {
+    use easyenclave::allowlist::Variant;
+    match text {
+        "production" => Ok(Variant::Production),
+        "dev" => Ok(Variant::Dev),
+        "sim" => Ok(Variant::Sim),
+        other => Err(format!("unknown variant {other:?} (production, dev, sim)")),
+    }
+}
+
+/// `--allowlist-publisher`: `OWNER/REPO`.
+pub fn parse_repo(text: &str) -> Result<easyenclave::github::RepoName, String> {
+    easyenclave::github::RepoName::parse(text).map_err(|e| e.to_string())
+}

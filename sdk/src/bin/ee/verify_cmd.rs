@@ -13,26 +13,27 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context};
 use clap::Args;
-use easyenclave::agent::{AgentClient, AgentError, AgentTrust, CollateralSupply};
 use easyenclave::allowlist::Variant;
 use easyenclave::collateral::{
     Collateral, CollateralCache, CollateralSource, MAX_COLLATERAL_JSON_BYTES,
 };
 use easyenclave::connect::{
-    connect_with, CollateralChoice, CollateralOrigin, ConnectOptions, VerifiedService,
+    connect_with, verify_agent, CollateralChoice, CollateralOrigin, ConnectOptions,
+    VerifiedService, DEFAULT_MAX_AGE,
 };
 use easyenclave::github::RepoName;
 use easyenclave::launch::DEFAULT_GITHUB_API_URL;
-use easyenclave::verify::{Policy, StatusName, TrustRoot, Verifier};
+use easyenclave::verify::{Policy, StatusName, TrustRoot};
 use sha2::{Digest, Sha256};
 use std::io::Write as _;
 
 use crate::quote_cmd::read_capped;
-use crate::trust_args::{root_certificate, sim_collateral, sim_pki};
+use crate::trust_args::{parse_repo, parse_variant, root_certificate, sim_collateral, sim_pki};
 use crate::Failure;
 
 /// `--max-age` default: the library's `easyenclave::connect::DEFAULT_MAX_AGE`
 /// (a unit test keeps them equal).
+#[cfg(test)]
 const DEFAULT_MAX_AGE_ARG: &str = "30d";
 
 const EXAMPLES: &str = "\
@@ -41,9 +42,9 @@ Examples:
   # Intel PCS, cached under ~/.cache/easyenclave):
   ee verify acme/hello
 
-  # Require a known bundle and the image publisher's allowlist, as JSON:
-  ee verify acme/hello --expect-bundle 3f0a...c9 \\
-      --allowlist-publisher easy-enclave/easy-enclave --json
+  # Require a known bundle, as JSON; images from another publisher than the
+  # project's own releases need --allowlist-publisher OWNER/REPO:
+  ee verify acme/hello --expect-bundle 3f0a...c9 --json
 
   # A dev deployment on the simulated platform and a local test server:
   ee verify acme/hello --root sim --api-url http://127.0.0.1:8080/api/v3
@@ -52,8 +53,10 @@ Examples:
   # /app/... to the workload), pinned to the attested TLS key:
   ee verify acme/hello --root sim --api-url http://127.0.0.1:8080/api/v3 --get /app/
 
-  # Attest a running agent directly, with a fresh nonce, against an allowlist:
-  ee verify acme/hello --agent https://10.0.0.5:8443 --allowlist allowlist.json
+  # Attest a running agent directly, with a fresh nonce, against an allowlist
+  # (before its first deploy it runs nothing and is not sealed yet):
+  ee verify acme/hello --agent https://10.0.0.5:8443 --allowlist allowlist.json \\
+      --allow-unsealed
 
 Exit status: 0 verified; 1 rejected (the failed check is named); 2 bad input,
 or the check could not run (network, unreadable file).";
@@ -72,6 +75,11 @@ pub struct VerifyArgs {
     /// or a test server).
     #[arg(long, value_name = "URL", default_value = DEFAULT_GITHUB_API_URL)]
     api_url: String,
+    /// The GitHub API the TD must have been launched with, when it reaches
+    /// GitHub at another address than --api-url (a dev TD behind QEMU's NAT
+    /// reaching a local test server) [default: --api-url].
+    #[arg(long, value_name = "URL")]
+    td_api_url: Option<String>,
     /// Read a GitHub token from this environment variable (private repos,
     /// rate limits). It is sent only to the API's own origin.
     #[arg(long, value_name = "VAR")]
@@ -102,16 +110,19 @@ pub struct VerifyArgs {
     /// Accept a deployment that was not sealed.
     #[arg(long)]
     allow_unsealed: bool,
-    /// Oldest attestation accepted: a number with a unit s, m, h or d.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration,
-          default_value = DEFAULT_MAX_AGE_ARG)]
-    max_age: Duration,
-    /// Read the allowlist from this file instead of downloading it; its
-    /// SHA-256 must still be the one the attestation names.
+    /// Oldest attestation accepted: a number with a unit s, m, h or d
+    /// [default: 30d]. Published mode only: a live agent's quote is made now.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    max_age: Option<Duration>,
+    /// The allowlist to trust, from a local file: the images it lists are
+    /// accepted whoever published it. Published mode: used instead of
+    /// downloading the attestation's allowlist, whose SHA-256 it must have.
+    /// With --agent: required (a live agent names no allowlist).
     #[arg(long, value_name = "FILE")]
     allowlist: Option<PathBuf>,
     /// Accept only allowlists published as release assets of this repo
-    /// (repeatable). Default: whichever publisher the attestation names.
+    /// (repeatable) [default: easy-enclave/easy-enclave, the project's own
+    /// image releases]. Published mode only.
     #[arg(long = "allowlist-publisher", value_name = "OWNER/REPO", value_parser = parse_repo)]
     allowlist_publishers: Vec<RepoName>,
     /// Also accept this TCB status (repeatable). Default: only UpToDate.
@@ -134,7 +145,10 @@ pub struct VerifyArgs {
     get: Option<String>,
     /// Attest this running agent live (RA-TLS certificate and a fresh nonce)
     /// instead of reading the publication: its quote must verify, match
-    /// --allowlist if given, replay its event log and be bound to OWNER/REPO.
+    /// --allowlist (required), replay its event log, be bound to OWNER/REPO
+    /// and --api-url, run --expect-bundle if given, and be sealed unless
+    /// --allow-unsealed. --max-age, --now, --token-env and
+    /// --allowlist-publisher do not apply and are refused.
     #[arg(long, value_name = "https://HOST:PORT")]
     agent: Option<String>,
 }
@@ -185,21 +199,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is too long"))
 }
 
-fn parse_repo(text: &str) -> Result<RepoName, String> {
-    RepoName::parse(text).map_err(|e| e.to_string())
-}
-
 fn parse_status(text: &str) -> Result<StatusName, String> {
     StatusName::parse(text).map_err(|e| e.to_string())
-}
-
-fn parse_variant(text: &str) -> Result<Variant, String> {
-    match text {
-        "production" => Ok(Variant::Production),
-        "dev" => Ok(Variant::Dev),
-        "sim" => Ok(Variant::Sim),
-        other => Err(format!("unknown variant {other:?} (production, dev, sim)")),
-    }
 }
 
 /// Run `ee verify`.
@@ -282,40 +283,73 @@ fn get_through_verified_client(
     Ok(())
 }
 
-/// `--agent URL`: attest a running agent with a fresh nonce.
+/// `--agent URL`: attest a running agent with a fresh nonce
+/// ([`easyenclave::connect::verify_agent`]).
 fn verify_live(args: &VerifyArgs, url: &str) -> Result<(), Failure> {
-    let options = options(args)?;
-    let mut policy = options.policy.clone();
-    if let Some(path) = &args.allowlist {
-        let bytes = read_capped(path, easyenclave::allowlist::MAX_ALLOWLIST_BYTES as u64)?;
-        policy = policy.with_allowlist(
-            easyenclave::allowlist::Allowlist::from_json(&bytes)
-                .with_context(|| format!("allowlist {}", path.display()))?,
-        );
+    // Flags of the published mode that a live check cannot honour are
+    // refused by name rather than ignored.
+    for (given, flag, why) in [
+        (
+            args.max_age.is_some(),
+            "--max-age",
+            "a live agent's quote is made now, over a fresh nonce",
+        ),
+        (
+            args.now.is_some(),
+            "--now",
+            "a live agent is verified at the current time",
+        ),
+        (
+            args.token_env.is_some(),
+            "--token-env",
+            "a live check reads nothing from GitHub",
+        ),
+        (
+            !args.allowlist_publishers.is_empty(),
+            "--allowlist-publisher",
+            "a live agent names no allowlist for a publisher to vouch for; give the list with \
+             --allowlist FILE",
+        ),
+    ] {
+        if given {
+            return Err(Failure::Input(anyhow!(
+                "{flag} does not apply with --agent: {why}"
+            )));
+        }
     }
-    let collateral = CollateralSupply::from_choice(options.collateral)
-        .context("collateral (use --collateral or --cache-dir)")?;
-    let verifier = Verifier::with_root(options.trust_root, policy);
-    let trust = AgentTrust::new(verifier, collateral, args.repo.clone());
-    let rejected = |e: AgentError| {
+    if args.allowlist.is_none() {
+        return Err(Failure::Input(anyhow!(
+            "--agent needs --allowlist FILE: a live agent names no allowlist, and without one \
+             nothing says which images to trust"
+        )));
+    }
+    let options = options(args)?;
+    let rejected = |e: easyenclave::connect::ConnectError| {
         if args.json {
-            let doc = serde_json::json!({"verified": false, "agent": url, "error": e.to_string()});
+            let doc = serde_json::json!({
+                "verified": false,
+                "agent": url,
+                "check": e.check(),
+                "error": e.to_string(),
+            });
             println!("{doc:#}");
         }
+        let error = anyhow!("agent {url}: check {} failed: {e}", e.check());
         if e.is_rejection() {
-            Failure::Rejected(anyhow!("agent {url}: {e}"))
+            Failure::Rejected(error)
         } else {
-            Failure::Input(anyhow!("agent {url}: {e}"))
+            Failure::Input(error)
         }
     };
-    let client = AgentClient::connect(url, trust).map_err(rejected)?;
-    let attested = client.attest().map_err(rejected)?;
+    let agent = verify_agent(url, &args.repo, &options).map_err(rejected)?;
+    let (client, attested) = (&agent.client, &agent.attested);
     let quote = &attested.quote;
     let bundles: Vec<String> = attested
         .event_log
         .bundles()
         .map(|b| hex::encode(b.digest))
         .collect();
+    let running = agent.running.as_ref().map(|b| hex::encode(b.digest));
     let sealed = attested.event_log.is_sealed();
     if args.json {
         let doc = serde_json::json!({
@@ -323,9 +357,12 @@ fn verify_live(args: &VerifyArgs, url: &str) -> Result<(), Failure> {
             "agent": url,
             "repo": attested.launch_config.repo,
             "endpoint": attested.launch_config.endpoint,
+            "github_api_url": attested.launch_config.github_api_url,
             "tcb_status": quote.status,
             "advisory_ids": quote.advisory_ids,
-            "allowlist_entry": quote.allowlist_entry,
+            "allowlist_entry": agent.entry.name,
+            "variant": variant_name(agent.entry.profile.variant),
+            "running_bundle": running,
             "bundles": bundles,
             "sealed": sealed,
             "event_log": attested.event_log,
@@ -339,20 +376,39 @@ fn verify_live(args: &VerifyArgs, url: &str) -> Result<(), Failure> {
         "  endpoint:    {} (from its measured launch config)",
         attested.launch_config.endpoint
     );
-    println!("  TCB status:  {}", quote.status);
-    match &quote.allowlist_entry {
-        Some(entry) => println!("  allowlist:   entry {entry:?}"),
-        None => println!("  allowlist:   none given: measurements not checked (use --allowlist)"),
-    }
     println!(
-        "  bundles:     {}",
-        if bundles.is_empty() {
-            "none deployed yet".to_owned()
+        "  GitHub API:  {} (measured, as expected)",
+        attested.launch_config.github_api_url
+    );
+    println!("  TCB status:  {}", quote.status);
+    println!(
+        "  allowlist:   entry {:?} ({})",
+        agent.entry.name,
+        variant_name(agent.entry.profile.variant)
+    );
+    println!(
+        "  running:     {}{}",
+        running.as_deref().unwrap_or("no bundle running"),
+        if args.expect_bundle.is_some() {
+            " (as expected)"
         } else {
-            bundles.join(", ")
+            ""
         }
     );
-    println!("  sealed:      {}", if sealed { "yes" } else { "no" });
+    if bundles.len() > 1 {
+        println!(
+            "               {} bundle(s) deployed since boot",
+            bundles.len()
+        );
+    }
+    println!(
+        "  sealed:      {}",
+        if sealed {
+            "yes"
+        } else {
+            "no (accepted: --allow-unsealed)"
+        }
+    );
     println!(
         "  TLS key:     spki sha256 {} (quote in its certificate binds it)",
         hex::encode(Sha256::digest(client.pinned_spki_der()))
@@ -413,16 +469,21 @@ fn options(args: &VerifyArgs) -> anyhow::Result<ConnectOptions> {
     };
     Ok(ConnectOptions {
         github_api_url: args.api_url.clone(),
+        td_github_api_url: args.td_api_url.clone(),
         github_token,
         trust_root,
         policy,
         accepted_variants,
-        allowlist_publishers: args.allowlist_publishers.clone(),
+        allowlist_publishers: if args.allowlist_publishers.is_empty() {
+            ConnectOptions::default().allowlist_publishers
+        } else {
+            args.allowlist_publishers.clone()
+        },
         allowlist_override: args.allowlist.clone(),
         collateral,
         expect_bundle: args.expect_bundle,
         allow_unsealed: args.allow_unsealed,
-        max_age: args.max_age,
+        max_age: args.max_age.unwrap_or(DEFAULT_MAX_AGE),
         now: args.now,
         ..ConnectOptions::default()
     })
@@ -438,7 +499,7 @@ fn print_service(service: &VerifiedService, args: &VerifyArgs, out: &mut dyn std
         "  release:     {}, attested {} ago (limit {})",
         service.release_tag,
         human_duration(service.age_secs),
-        human_duration(args.max_age.as_secs())
+        human_duration(args.max_age.unwrap_or(DEFAULT_MAX_AGE).as_secs())
     )
     .ok();
     let bundle = &service.bundle;
@@ -571,8 +632,6 @@ fn human_duration(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use easyenclave::connect::DEFAULT_MAX_AGE;
-
     use super::*;
 
     #[test]
