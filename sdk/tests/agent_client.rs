@@ -1540,15 +1540,20 @@ mod oidc {
             ("ACTIONS_ID_TOKEN_REQUEST_URL", runtime.as_str()),
             ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runtime-req"),
         ];
-        // Without naming the issuer, the measured one is refused: exit 1.
-        let out = ee(&[&base[..], &["--oidc-from-actions"]].concat(), &env);
-        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-        assert!(
-            text(&out.stderr).contains("--oidc-issuer: the agent trusts OIDC tokens of"),
-            "{}",
-            text(&out.stderr)
-        );
-        assert!(!agent.saw_deploy());
+        // Without naming the issuer, the measured one is refused (exit 1),
+        // whatever the credential: a personal token is not sent either.
+        for extra in [&["--oidc-from-actions"][..], &[]] {
+            let out = ee(&[&base[..], extra].concat(), &env);
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{stderr}");
+            assert!(
+                stderr.contains(&format!(
+                    "--oidc-issuer: the agent accepts deploy tokens signed by {issuer:?}"
+                )),
+                "{stderr}"
+            );
+            assert!(!agent.saw_deploy());
+        }
 
         let out = ee(
             &[&base[..], &["--oidc-from-actions", "--oidc-issuer", issuer]].concat(),

@@ -186,10 +186,9 @@ pub fn run(args: DeployArgs) -> Result<(), Failure> {
     eprintln!("ee: verifying the agent at {}", args.agent);
     let agent = verify_agent(&args.agent, &args.repo, &options).map_err(connect_failure)?;
     describe_agent(&agent);
-    if args.oidc.describe(&agent.client, &agent.attested) {
+    if args.oidc.describe(&agent.client, &agent.attested)? {
         return Ok(());
     }
-    let attested = agent.attested;
     let client = agent.client;
 
     // Only now the secrets.
@@ -209,7 +208,7 @@ pub fn run(args: DeployArgs) -> Result<(), Failure> {
     request
         .validate()
         .map_err(|e| anyhow!("deploy request: {e}"))?;
-    let oidc_token = args.oidc.token(&client, &attested)?;
+    let oidc_token = args.oidc.token(&client)?;
     let credential = match &oidc_token {
         Some(id_token) => DeployCredential::Oidc {
             id_token,

@@ -78,42 +78,38 @@ impl OidcArgs {
         &self.oidc_issuer
     }
 
-    /// Print what the verified agent says about OIDC deploys; with
+    /// Print what the verified agent says about OIDC deploys, and refuse an
+    /// agent whose measured issuer is not the expected one, whatever the
+    /// credential: whoever holds that issuer's keys could deploy to the
+    /// agent after us, next to our workload's data. With
     /// --print-oidc-audience, print the audience on stdout and report that
     /// the command is done.
-    pub fn describe(&self, client: &AgentClient, attested: &Attested) -> bool {
+    pub fn describe(&self, client: &AgentClient, attested: &Attested) -> Result<bool, Failure> {
         let audience = client.oidc_audience();
-        eprintln!(
-            "  OIDC issuer (measured): {}",
-            attested.launch_config.oidc.issuer
-        );
+        let measured = &attested.launch_config.oidc.issuer;
+        eprintln!("  OIDC issuer:            {measured} (measured)");
         eprintln!("  OIDC audience:          {audience}");
+        if *measured != self.oidc_issuer {
+            return Err(Failure::Rejected(anyhow!(
+                "--oidc-issuer: the agent accepts deploy tokens signed by {measured:?} (measured \
+                 launch config), expected {:?}: whoever holds that issuer's keys could deploy to \
+                 it; refusing to send anything",
+                self.oidc_issuer
+            )));
+        }
         if self.print_oidc_audience {
             println!("{audience}");
         }
-        self.print_oidc_audience
+        Ok(self.print_oidc_audience)
     }
 
     /// The OIDC token to send, if the deploy uses one: read, fetched from
     /// the Actions runtime for `client`'s audience, or taken from the
-    /// environment. Refused before anything is read when the agent's
-    /// measured issuer is not the expected one.
-    pub fn token(
-        &self,
-        client: &AgentClient,
-        attested: &Attested,
-    ) -> Result<Option<String>, Failure> {
+    /// environment. Call after [`OidcArgs::describe`] accepted the agent.
+    pub fn token(&self, client: &AgentClient) -> Result<Option<String>, Failure> {
         let Some(source) = self.source() else {
             return Ok(None);
         };
-        let measured = &attested.launch_config.oidc.issuer;
-        if *measured != self.oidc_issuer {
-            return Err(Failure::Rejected(anyhow!(
-                "--oidc-issuer: the agent trusts OIDC tokens of {measured:?} (measured launch \
-                 config), expected {:?}; refusing to send a token",
-                self.oidc_issuer
-            )));
-        }
         let token = match source {
             Source::File(path) => {
                 let mut text = String::new();
