@@ -420,6 +420,15 @@ fn route(state: &Arc<Mutex<State>>, request: &Seen) -> (u16, String) {
             (202, r#"{"version":1,"id":"d1"}"#.into())
         }
         ("GET", "/status/d1") => {
+            // An expired OIDC token no longer opens the full view.
+            let expired = request
+                .header("authorization")
+                .and_then(|a| a.strip_prefix("Bearer eyJ").map(|_| &a["Bearer ".len()..]))
+                .and_then(|jwt| easyenclave::oidc::decode_unverified(jwt).ok())
+                .is_some_and(|(_, claims)| claims.exp < now_unix());
+            if expired {
+                return (401, r#"{"error":"OIDC token claim exp: found 1"}"#.into());
+            }
             let next = if state.statuses.len() > 1 {
                 state.statuses.pop_front()
             } else {
@@ -1480,6 +1489,51 @@ mod oidc {
             "names the audience to request: {err}"
         );
         assert!(!agent.saw_deploy());
+    }
+
+    #[test]
+    fn ee_deploy_follows_the_public_view_once_the_oidc_token_expired() {
+        let agent = TestAgent::start(Spec {
+            statuses: vec![
+                status(DeploymentState::Pending, &[], None),
+                status(DeploymentState::Running, &["up"], None),
+            ],
+            ..Spec::default()
+        });
+        let audience = attested(&agent).oidc_audience();
+        let now = now_unix();
+        let jwt = TestSigner::issuer()
+            .unwrap()
+            .sign(&serde_json::json!({
+                "iss": DEFAULT_ISSUER, "aud": audience, "repository": REPO,
+                "iat": now - 600, "exp": now - 300,
+            }))
+            .unwrap();
+        let out = ee(
+            &[
+                "--agent",
+                &agent.url,
+                "--repo",
+                REPO,
+                "--artifact",
+                "7",
+                "--root",
+                "sim",
+            ],
+            &[("GITHUB_TOKEN", GITHUB_TOKEN), ("EE_OIDC_TOKEN", &jwt)],
+        );
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+        assert!(
+            stderr.contains("no longer accepts the OIDC token for the status view"),
+            "{stderr}"
+        );
+        let seen = agent.seen();
+        let deploy = seen.iter().find(|s| s.path == "/deploy").unwrap();
+        assert_eq!(
+            deploy.header("authorization"),
+            Some(format!("Bearer {jwt}").as_str())
+        );
     }
 
     #[test]

@@ -227,6 +227,7 @@ pub fn run(args: DeployArgs) -> Result<(), Failure> {
     let status = follow(
         client,
         oidc_token.as_deref().unwrap_or(&token),
+        oidc_token.is_some(),
         &accepted.id,
         Duration::from_secs(args.timeout),
     )?;
@@ -472,10 +473,12 @@ fn private_env(args: &DeployArgs) -> anyhow::Result<BTreeMap<String, String>> {
 /// Poll the deployment, printing state changes and new log lines, until it
 /// reaches a final state or `timeout` passes. The deploy's `token` gets the
 /// full status (the log and a failure's reason), which the agent shows only
-/// to a caller with push access.
+/// to a caller with push access. An OIDC token (`oidc`) lives about five
+/// minutes: once the agent refuses it, the public view is followed.
 fn follow(
     mut client: AgentClient,
     token: &str,
+    oidc: bool,
     id: &str,
     timeout: Duration,
 ) -> Result<DeploymentStatus, Failure> {
@@ -483,11 +486,24 @@ fn follow(
     let mut last_state = None;
     let mut shown_tail: Vec<String> = Vec::new();
     let mut failures = 0;
+    let mut credential = Some(token);
     loop {
-        let status = match client.status_as(id, Some(token)) {
+        let status = match client.status_as(id, credential) {
             Ok(status) => {
                 failures = 0;
                 status
+            }
+            Err(AgentError::Status {
+                status: 401,
+                reason,
+                ..
+            }) if oidc && credential.is_some() => {
+                eprintln!(
+                    "ee: the agent no longer accepts the OIDC token for the status view \
+                     ({reason}); following the public view (no log)"
+                );
+                credential = None;
+                continue;
             }
             Err(AgentError::KeyChanged { .. }) => {
                 // The agent renewed its certificate with a new key: verify it
