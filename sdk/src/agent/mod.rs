@@ -340,34 +340,15 @@ impl AgentClient {
     /// `POST /deploy` with `credential`. Refused before a successful
     /// [`AgentClient::attest`] on this client, when the agent's measured
     /// GitHub API is not the expected one, and when it is not `https://`
-    /// (unless the trust allows it for a test server). An OIDC credential is sent only if the agent's measured
-    /// issuer is the credential's, and the token's own `iss` and `aud` name
-    /// that issuer and this agent (read, not verified: the agent verifies).
+    /// (unless the trust allows it for a test server). An OIDC credential
+    /// is sent only if the agent's measured issuer is the credential's, and
+    /// the token's own `iss` and `aud` name that issuer and this agent
+    /// (read, not verified: the agent verifies).
     pub fn deploy_with(
         &self,
         credential: &DeployCredential<'_>,
         request: &DeployRequest,
     ) -> Result<DeployAccepted, AgentError> {
-        let (github_api_url, measured_oidc) = match self.attested.lock().ok().as_deref() {
-            Some(Some(attested)) => (
-                attested.launch_config.github_api_url.clone(),
-                attested.launch_config.oidc.clone(),
-            ),
-            _ => return Err(AgentError::NotAttested),
-        };
-        // `attest` checked this already; checked again here, next to the
-        // send, so no later change to `attest` can let a token through.
-        if !crate::launch::same_github_api(&self.trust.expected_github_api_url, &github_api_url) {
-            return Err(AgentError::GithubApiMismatch {
-                expected: self.trust.expected_github_api_url.clone(),
-                measured: github_api_url,
-            });
-        }
-        if !github_api_url.starts_with("https://") && !self.trust.allow_http_github_api {
-            return Err(AgentError::InsecureGitHubApi {
-                url: github_api_url,
-            });
-        }
         if request.github_token.is_some() {
             return Err(AgentError::Request(
                 "deploy request: github_token is set from the credential, not by the caller"
@@ -382,10 +363,14 @@ impl AgentClient {
                 github_token,
                 issuer,
             } => {
-                if measured_oidc.issuer != issuer {
+                let measured = match self.attested.lock().ok().as_deref() {
+                    Some(Some(attested)) => attested.launch_config.oidc.issuer.clone(),
+                    _ => return Err(AgentError::NotAttested),
+                };
+                if measured != issuer {
                     return Err(AgentError::OidcIssuerMismatch {
                         expected: issuer.to_owned(),
-                        measured: measured_oidc.issuer,
+                        measured,
                     });
                 }
                 self.check_oidc_token(id_token, issuer)?;
@@ -401,16 +386,15 @@ impl AgentClient {
                 (id_token, &with_token)
             }
         };
-        if token.is_empty() {
-            return Err(AgentError::Request("the GitHub token is empty".to_owned()));
-        }
+        let authorization = self
+            .authorization(Some(token))?
+            .ok_or_else(|| AgentError::Request("no GitHub token".to_owned()))?;
         request
             .validate()
             .map_err(|e| AgentError::Request(format!("deploy request: {e}")))?;
         let body = request
             .to_json()
             .map_err(|e| AgentError::Request(format!("deploy request: {e}")))?;
-        let authorization = format!("Bearer {token}");
         let response = self.expect_status(
             "POST",
             "/deploy",
@@ -503,10 +487,11 @@ impl AgentClient {
         })
     }
 
-    /// The `Authorization` value for `token`, refused under the conditions
-    /// [`AgentClient::deploy`] refuses to send a token: before a successful
-    /// [`AgentClient::attest`], or to an agent measured with a non-https
-    /// GitHub API (unless the trust allows it).
+    /// The `Authorization` value for `token`: the one place that decides
+    /// whether a token may be sent. Refused before a successful
+    /// [`AgentClient::attest`], to an agent measured with another GitHub API
+    /// than the expected one, or with a non-https one (unless the trust
+    /// allows it).
     fn authorization(&self, token: Option<&str>) -> Result<Option<String>, AgentError> {
         let Some(token) = token else {
             return Ok(None);
@@ -515,6 +500,14 @@ impl AgentClient {
             Some(Some(attested)) => attested.launch_config.github_api_url.clone(),
             _ => return Err(AgentError::NotAttested),
         };
+        // `attest` checked this already; checked again here, next to the
+        // send, so no later change to `attest` can let a token through.
+        if !crate::launch::same_github_api(&self.trust.expected_github_api_url, &github_api_url) {
+            return Err(AgentError::GithubApiMismatch {
+                expected: self.trust.expected_github_api_url.clone(),
+                measured: github_api_url,
+            });
+        }
         if !github_api_url.starts_with("https://") && !self.trust.allow_http_github_api {
             return Err(AgentError::InsecureGitHubApi {
                 url: github_api_url,
