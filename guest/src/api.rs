@@ -9,12 +9,13 @@
 //!   and the REPORTDATA, as an [`easyenclave::attestation::ChallengeResponse`].
 //!   503 with the reason when there is no TDX provider; 429 with
 //!   `Retry-After` beyond the quote rate limit ([`QuoteLimit`]).
-//! - `POST /deploy` (`Authorization: Bearer <GitHub token>`, body
-//!   [`easyenclave::deploy::DeployRequest`]) → 202
-//!   [`easyenclave::deploy::DeployAccepted`]; 401 without a usable token,
-//!   403 without push access, 502 when GitHub cannot be asked — all three
-//!   before the body is read —, 400 naming the field, 409 while another
-//!   deploy runs. See [`crate::deploy`].
+//! - `POST /deploy` (`Authorization: Bearer <GitHub Actions OIDC token or
+//!   GitHub token>`, body [`easyenclave::deploy::DeployRequest`]) → 202
+//!   [`easyenclave::deploy::DeployAccepted`]; 401 without a usable
+//!   credential (an OIDC refusal names the claim), 403 without push access
+//!   or for another repo/ref/environment, 502 when GitHub or the OIDC
+//!   issuer cannot be asked — all before the body is read —, 400 naming the
+//!   field, 409 while another deploy runs. See [`crate::deploy::auth`].
 //! - `GET /status/{id}` → [`easyenclave::deploy::DeploymentStatus`] (404
 //!   for an unknown id); `GET /deployments` → newest first. With the same
 //!   `Authorization` a deploy needs, the full view; without one, the public

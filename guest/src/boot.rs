@@ -235,7 +235,8 @@ fn boot(
         power::watch_buttons(buttons, power::request_shutdown);
     }
     // From here on a failure must not leave the services behind.
-    let deploy = crate::deploy::for_boot(pid1, root, config.clone(), measured.clone())
+    let agent_key = crate::deploy::auth::AgentKey::from_tls(tls.clone());
+    let deploy = crate::deploy::for_boot(pid1, root, config.clone(), measured.clone(), agent_key)
         .map_err(|e| e.to_string());
     let up = serve_and_declare_ready(listener, bound, &measured, &tls, deploy, started);
     if let Err(e) = up {

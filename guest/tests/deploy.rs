@@ -30,11 +30,14 @@ use easyenclave::deploy::{
 use easyenclave::eventlog::{Event, SealEvent};
 use easyenclave::github::{GitHub, RepoName, RetryPolicy};
 use easyenclave::launch::LaunchConfig;
+use easyenclave::oidc::audience_for_spki;
+use easyenclave::oidc::test_signer::{TestSigner, TEST_KID};
 use easyenclave::sim::pki::SimPki;
 use easyenclave::sim::DEV_SEED;
-use easyenclave::testing::github_server::{GithubServer, Permission, ServerConfig};
+use easyenclave::testing::github_server::{ActionsJob, GithubServer, Permission, ServerConfig};
 use easyenclave::verify::{Policy, TrustRoot, Verifier};
 use ee_init::api::{AgentApi, QuoteLimit};
+use ee_init::deploy::auth::AgentKey;
 use ee_init::deploy::command::deliver_exit;
 use ee_init::deploy::seal::Sealing;
 use ee_init::deploy::{DeployEngine, Settings};
@@ -51,6 +54,11 @@ use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
 const REPO: &str = "alice/app";
+/// The agent's attested TLS key (SPKI DER) in these tests: OIDC tokens must
+/// name its hash as their audience.
+const AGENT_SPKI: &[u8] = b"the agent's attested TLS key (SPKI DER)";
+/// The workflow's GITHUB_TOKEN: an installation token for REPO.
+const INSTALLATION_TOKEN: &str = "ghs-workflow-token";
 /// Alice's credential: she owns the repo.
 const ALICE: [(&str, &str); 1] = [("Authorization", "Bearer t-alice")];
 /// A private env value that must never show up outside docker's environment.
@@ -154,17 +162,26 @@ impl Agent {
     }
 
     fn with(adjust: impl FnOnce(&mut Settings)) -> Agent {
+        Agent::build(|c| c, adjust)
+    }
+
+    /// An agent whose GitHub server is configured by `server` too.
+    fn build(
+        server: impl FnOnce(ServerConfig) -> ServerConfig,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Agent {
         start_reaper();
         let docker = fake_docker();
-        let github = GithubServer::start(
+        let github = GithubServer::start(server(
             ServerConfig::default()
                 .with_repo(REPO, true)
                 .with_token("t-alice", "alice")
                 .with_token("t-bob", "bob")
                 .with_token("t-carol", "carol")
                 .with_permission(REPO, "bob", Permission::Read)
-                .with_permission(REPO, "carol", Permission::Write),
-        )
+                .with_permission(REPO, "carol", Permission::Write)
+                .with_installation_token(INSTALLATION_TOKEN, &[REPO], Permission::Write),
+        ))
         .unwrap();
         let root = tempfile::tempdir().unwrap();
         dev_image_tree(root.path());
@@ -172,6 +189,7 @@ impl Agent {
 
         let mut config = LaunchConfig::new(REPO, "app.example.com:443");
         config.github_api_url = github.base_url();
+        config.oidc.issuer = github.oidc_issuer();
         let measured = Arc::new(MeasuredLog::new(Box::new(SimTsm::dev().unwrap())));
         measured
             .record(Event::Config {
@@ -191,6 +209,7 @@ impl Agent {
         settings.start_timeout = Duration::from_secs(10);
         settings.poll_interval = Duration::from_millis(20);
         settings.status_refresh = Duration::ZERO;
+        settings.agent_key = AgentKey::fixed(AGENT_SPKI.to_vec());
         adjust(&mut settings);
         let engine = DeployEngine::new(config.clone(), measured.clone(), settings).unwrap();
         let api = AgentApi::new(measured.clone(), Instant::now()).with_deploy(Ok(engine));
@@ -1371,4 +1390,263 @@ fn the_workload_gets_the_proxys_forwarded_headers_and_cannot_inject_any() {
         "{}",
         injected.body
     );
+}
+
+// ---------------------------------------------------------------- OIDC
+
+/// The Actions job deploying to the agent.
+fn job() -> ActionsJob {
+    ActionsJob {
+        repository: REPO.into(),
+        git_ref: "refs/heads/main".into(),
+        environment: None,
+        actor: "alice".into(),
+    }
+}
+
+/// A genuine OIDC token of the test issuer for `job()`, with `changes` to
+/// its claims.
+fn oidc_token(agent: &Agent, changes: serde_json::Value) -> String {
+    let mut claims = agent
+        .github
+        .oidc_claims(&job(), &audience_for_spki(AGENT_SPKI));
+    for (name, value) in changes.as_object().unwrap() {
+        claims[name] = value.clone();
+    }
+    agent.github.sign_oidc(&claims).unwrap()
+}
+
+/// `request` with the workflow's GITHUB_TOKEN in the body.
+fn with_github_token(mut request: DeployRequest) -> DeployRequest {
+    request.github_token = Some(INSTALLATION_TOKEN.into());
+    request
+}
+
+#[test]
+fn an_oidc_token_and_an_installation_token_deploy_and_publish_to_an_immutable_repo() {
+    let agent = Agent::build(|c| c.with_immutable_releases(REPO), |_| {});
+    let artifact = agent.artifact(bundle_zip(COMPOSE));
+    let token = oidc_token(&agent, serde_json::json!({}));
+    agent.github.clear_requests();
+
+    let response = agent.post_deploy(
+        &token,
+        &with_github_token(request(BundleSource::Artifact { id: artifact })),
+    );
+    assert_eq!(response.status, 202, "{}", text(&response));
+    let accepted: DeployAccepted = serde_json::from_slice(&response.body).unwrap();
+    // The OIDC token also opens the full status view (no GitHub user needed).
+    let bearer = format!("Bearer {token}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let response = agent.call(
+            "GET",
+            &format!("/status/{}", accepted.id),
+            &[("Authorization", &bearer)],
+            b"",
+        );
+        assert_eq!(response.status, 200, "{}", text(&response));
+        let status = DeploymentStatus::from_json(&response.body).unwrap();
+        if status.state.is_final() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "stuck: {status:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let requests = agent.github.requests();
+    assert_eq!(status.state, DeploymentState::Running, "{status:?}");
+    assert!(status.log_tail[0].contains("alice (GitHub Actions OIDC: alice/app refs/heads/main)"));
+
+    // Published draft-first: the release is public, with its attestation.
+    let tag = status.release_tag.clone().unwrap();
+    let document = attestation(&agent, &tag);
+    assert_eq!(document.release_tag, tag);
+    verify(&document);
+    let release = agent
+        .github_client()
+        .release_by_tag(&RepoName::parse(REPO).unwrap(), &tag)
+        .unwrap();
+    assert!(!release.draft);
+    let calls: Vec<String> = requests
+        .iter()
+        .filter(|r| r.path.starts_with("/api/"))
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect();
+    // The installation token never asked who it is; it only downloaded
+    // and published: create the draft, upload to it, publish it.
+    assert!(
+        calls.iter().all(|c| !c.contains("/api/v3/user")),
+        "{calls:?}"
+    );
+    let publishing: Vec<&String> = calls.iter().filter(|c| c.contains("/releases")).collect();
+    assert_eq!(publishing.len(), 3, "{calls:?}");
+    assert!(publishing[0].starts_with("POST /api/v3/repos/alice/app/releases 201"));
+    assert!(publishing[1].starts_with("POST /api/uploads/repos/alice/app/releases/"));
+    assert!(publishing[1].ends_with("/assets 201"));
+    assert!(publishing[2].starts_with("PATCH /api/v3/repos/alice/app/releases/"));
+    assert!(publishing[2].ends_with(" 200"));
+    // The JWKS was fetched from the measured issuer.
+    assert!(requests
+        .iter()
+        .any(|r| r.path == "/_services/token/.well-known/jwks"));
+}
+
+#[test]
+fn oidc_tokens_are_refused_naming_the_claim() {
+    let agent = Agent::new();
+    let artifact = agent.artifact(bundle_zip(COMPOSE));
+    let body = with_github_token(request(BundleSource::Artifact { id: artifact }));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let other_agent = audience_for_spki(b"another agent's TLS key");
+    let mut claims = agent
+        .github
+        .oidc_claims(&job(), &audience_for_spki(AGENT_SPKI));
+    let forged = TestSigner::stranger(TEST_KID)
+        .unwrap()
+        .sign(&claims)
+        .unwrap();
+    claims["kid"] = serde_json::json!("unused");
+    let cases = [
+        (
+            oidc_token(&agent, serde_json::json!({"repository": "mallory/app"})),
+            403,
+            "OIDC token claim repository: found \"mallory/app\", expected \"alice/app\"",
+        ),
+        (
+            oidc_token(&agent, serde_json::json!({"aud": other_agent})),
+            401,
+            "OIDC token claim aud: found \"easyenclave:",
+        ),
+        (
+            oidc_token(
+                &agent,
+                serde_json::json!({"exp": now - 600, "iat": now - 900, "nbf": now - 900}),
+            ),
+            401,
+            "OIDC token claim exp: found",
+        ),
+        (forged, 401, "OIDC token signature: does not verify"),
+        (
+            oidc_token(&agent, serde_json::json!({"iss": "https://token.actions.githubusercontent.com"})),
+            401,
+            "OIDC token claim iss: found \"https://token.actions.githubusercontent.com\", expected \"http://",
+        ),
+    ];
+    for (token, status, needle) in cases {
+        let response = agent.post_deploy(&token, &body);
+        assert_eq!(response.status, status, "{}", text(&response));
+        let error = error_of(&response);
+        assert!(error.starts_with(needle), "{error}");
+        if status == 401 {
+            assert!(response
+                .headers
+                .contains(&("WWW-Authenticate", "Bearer".to_owned())));
+        }
+    }
+    // The audience error says which audience to request.
+    let response = agent.post_deploy(
+        &oidc_token(&agent, serde_json::json!({"aud": other_agent})),
+        &body,
+    );
+    assert!(
+        error_of(&response).contains(&format!("expected \"{}\"", audience_for_spki(AGENT_SPKI)))
+    );
+
+    // A valid OIDC token needs the GITHUB_TOKEN in the body; a personal
+    // token must not bring one.
+    let response = agent.post_deploy(
+        &oidc_token(&agent, serde_json::json!({})),
+        &request(BundleSource::Artifact { id: artifact }),
+    );
+    assert_eq!(response.status, 400, "{}", text(&response));
+    assert!(error_of(&response).starts_with("github_token: required with an Actions OIDC token"));
+    let response = agent.post_deploy("t-alice", &body);
+    assert_eq!(response.status, 400, "{}", text(&response));
+    assert!(error_of(&response).starts_with("github_token: only with an Actions OIDC token"));
+
+    // The installation token alone is no credential: it names no user.
+    let response = agent.post_deploy(
+        INSTALLATION_TOKEN,
+        &request(BundleSource::Artifact { id: artifact }),
+    );
+    assert_eq!(response.status, 401, "{}", text(&response));
+    assert!(
+        error_of(&response).contains("names no user"),
+        "{}",
+        text(&response)
+    );
+
+    assert!(
+        agent
+            .github
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("/actions/artifacts")),
+        "nothing downloaded"
+    );
+    assert!(agent.deployments().deployments.is_empty());
+}
+
+#[test]
+fn oidc_refs_and_environments_come_from_the_measured_config() {
+    let agent = Agent::new();
+    // An agent restricted to the production environment on main.
+    let mut config = agent.config.clone();
+    config.oidc.allowed_refs = vec!["refs/heads/main".into()];
+    config.oidc.allowed_environments = vec!["production".into()];
+    let mut settings = Settings::new(
+        FsRoot::at(agent.root.path()),
+        Sealing::Unavailable("not in this test".into()),
+    );
+    settings.agent_key = AgentKey::fixed(AGENT_SPKI.to_vec());
+    let engine = DeployEngine::new(config, agent.measured.clone(), settings).unwrap();
+    let token = |changes| format!("Bearer {}", oidc_token(&agent, changes));
+
+    let refused = engine
+        .authorize(Some(&token(serde_json::json!({"environment": "staging"}))))
+        .unwrap_err();
+    assert_eq!(refused.status(), 403);
+    assert!(
+        refused.to_string().starts_with(
+            "OIDC token claim environment: found \"staging\", expected one of [\"production\"]"
+        ),
+        "{refused}"
+    );
+    let refused = engine
+        .authorize(Some(&token(
+            serde_json::json!({"environment": "production", "ref": "refs/heads/dev"}),
+        )))
+        .unwrap_err();
+    assert!(refused.to_string().contains("claim ref"), "{refused}");
+    engine
+        .authorize(Some(&token(
+            serde_json::json!({"environment": "production"}),
+        )))
+        .unwrap();
+}
+
+#[test]
+fn a_failed_upload_deletes_the_draft_release() {
+    let agent = Agent::new();
+    let artifact = agent.artifact(bundle_zip(COMPOSE));
+    agent
+        .github
+        .fail_next("/api/uploads/repos/alice/app/releases/", 500, 1);
+    let id = agent.deploy(&request(BundleSource::Artifact { id: artifact }));
+    let status = agent.wait(&id);
+    assert_eq!(status.state, DeploymentState::Failed);
+    let reason = status.reason.unwrap();
+    assert!(
+        reason.starts_with("publishing: uploading attestation.json to draft release deploy-"),
+        "{reason}"
+    );
+    // alice sees drafts too: nothing is left, not even a draft.
+    let releases = agent
+        .github_client()
+        .list_releases(&RepoName::parse(REPO).unwrap())
+        .unwrap();
+    assert!(releases.is_empty(), "{releases:?}");
 }

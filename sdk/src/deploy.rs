@@ -7,11 +7,19 @@
 //! GET  /deployments                            -> 200 DeploymentList
 //! ```
 //!
-//! `POST /deploy` carries `Authorization: Bearer <GitHub token>`; the agent
-//! accepts it only if the token's user has push access to the repo of the
-//! agent's measured launch config. The request body holds the private
-//! environment, so a deployer sends it only after verifying the agent over
-//! RA-TLS. Every type here has a `version` and rejects unknown fields; a
+//! `POST /deploy` carries one of two credentials in `Authorization: Bearer`:
+//!
+//! - a GitHub token whose user has push access to the repo of the agent's
+//!   measured launch config (a personal token); the agent also uses it for
+//!   the artifact download and the release;
+//! - a GitHub Actions OIDC token (a JWT, see `easyenclave::oidc`) for the
+//!   measured repo whose audience names this agent's attested TLS key; the
+//!   workflow's `GITHUB_TOKEN` then travels in the body's `github_token`
+//!   and is used only for the artifact download and the release (it
+//!   authorises nothing: it cannot even say which user it is).
+//!
+//! The request body holds the private environment (and the `github_token`),
+//! so a deployer sends it only after verifying the agent over RA-TLS. Every type here has a `version` and rejects unknown fields; a
 //! rejected request names the offending field.
 
 use std::collections::BTreeMap;
@@ -36,6 +44,8 @@ pub const MAX_ENV_VALUE_BYTES: usize = 32 * 1024;
 pub const MAX_LOG_TAIL_LINES: usize = 200;
 /// Longest deployment id.
 pub const MAX_ID_LEN: usize = 64;
+/// Longest `github_token`.
+pub const MAX_GITHUB_TOKEN_LEN: usize = 1024;
 
 /// Where the agent gets the bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +91,11 @@ pub struct DeployRequest {
     /// published attestation document as a hint for verifiers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowlist: Option<AllowlistRef>,
+    /// With an Actions OIDC credential only: the workflow's `GITHUB_TOKEN`,
+    /// which the agent uses for the artifact download and the release and
+    /// for nothing else. Secret: kept in memory, never logged or echoed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github_token: Option<String>,
 }
 
 fn default_seal() -> bool {
@@ -100,6 +115,10 @@ impl std::fmt::Debug for DeployRequest {
             .field("seal", &self.seal)
             .field("port", &self.port)
             .field("allowlist", &self.allowlist)
+            .field(
+                "github_token",
+                &self.github_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -167,6 +186,7 @@ impl DeployRequest {
             seal: true,
             port: None,
             allowlist: None,
+            github_token: None,
         }
     }
 
@@ -243,6 +263,21 @@ impl DeployRequest {
         if let Some(allowlist) = &self.allowlist {
             crate::launch::check_url(&allowlist.url, &["https"])
                 .map_err(|p| invalid("allowlist.url", p))?;
+        }
+        if let Some(token) = &self.github_token {
+            // The value is never echoed: it is a secret.
+            if token.is_empty()
+                || token.len() > MAX_GITHUB_TOKEN_LEN
+                || !token.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err(invalid(
+                    "github_token",
+                    format!(
+                        "must be 1 to {MAX_GITHUB_TOKEN_LEN} printable ASCII characters \
+                         without spaces"
+                    ),
+                ));
+            }
         }
         Ok(())
     }

@@ -15,8 +15,13 @@
 //! ```json
 //! {"version": 1, "repo": "owner/name", "endpoint": "https://app.example.com",
 //!  "github_api_url": "https://api.github.com", "network": {"mode": "dhcp"},
-//!  "agent_port": 8443, "forwarded_ports": [], "tsm": {"legacy_extend_ioctl": false}}
+//!  "agent_port": 8443, "forwarded_ports": [], "tsm": {"legacy_extend_ioctl": false},
+//!  "oidc": {"issuer": "https://token.actions.githubusercontent.com",
+//!           "allowed_refs": [], "allowed_environments": []}}
 //! ```
+//!
+//! `oidc` is left out of the canonical JSON while it has its default value,
+//! so configs written before it existed keep their measurement.
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -39,6 +44,12 @@ pub const FW_CFG_GUEST_PATH: &str =
 pub const MAX_LAUNCH_CONFIG_BYTES: usize = 64 * 1024;
 /// GitHub's public REST API.
 pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
+/// The issuer of GitHub.com's Actions OIDC tokens (`easyenclave::oidc::DEFAULT_ISSUER`).
+pub const DEFAULT_OIDC_ISSUER: &str = "https://token.actions.githubusercontent.com";
+/// Most entries in `oidc.allowed_refs` or `oidc.allowed_environments`.
+pub const MAX_OIDC_ALLOWED: usize = 64;
+/// Longest allowed ref or environment name.
+pub const MAX_OIDC_NAME_LEN: usize = 255;
 /// The port the agent API (RA-TLS) listens on unless told otherwise.
 pub const DEFAULT_AGENT_PORT: u16 = 8443;
 /// Most forwarded service ports a config may list.
@@ -82,6 +93,48 @@ pub struct LaunchConfig {
     /// How the guest talks to the TDX module.
     #[serde(default)]
     pub tsm: TsmOptions,
+    /// Which GitHub Actions OIDC tokens may authorise a deploy.
+    #[serde(default, skip_serializing_if = "OidcPolicy::is_default")]
+    pub oidc: OidcPolicy,
+}
+
+/// Which GitHub Actions OIDC tokens the agent accepts as deploy credentials
+/// (see `easyenclave::oidc`, feature `oidc`). Measured with the rest of the
+/// config: the issuer decides whose signatures authorise a deploy, so a
+/// deployer compares it with the issuer it expects before sending anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcPolicy {
+    /// The token issuer (its `iss`), whose keys are at
+    /// `<issuer>/.well-known/jwks`: GitHub.com's by default, a GitHub
+    /// Enterprise Server's `https://HOST/_services/token`, or a test server.
+    #[serde(default = "default_oidc_issuer")]
+    pub issuer: String,
+    /// When not empty, the token's `ref` must be one of these
+    /// (`refs/heads/main`, `refs/tags/v1`, ...).
+    #[serde(default)]
+    pub allowed_refs: Vec<String>,
+    /// When not empty, the token's `environment` must be one of these: with
+    /// GitHub's environment protection rules, only approved jobs deploy.
+    #[serde(default)]
+    pub allowed_environments: Vec<String>,
+}
+
+impl Default for OidcPolicy {
+    fn default() -> Self {
+        OidcPolicy {
+            issuer: default_oidc_issuer(),
+            allowed_refs: Vec::new(),
+            allowed_environments: Vec::new(),
+        }
+    }
+}
+
+impl OidcPolicy {
+    /// True for the default policy (GitHub.com's issuer, no restrictions).
+    pub fn is_default(&self) -> bool {
+        *self == OidcPolicy::default()
+    }
 }
 
 /// Network configuration of the guest's interface.
@@ -182,6 +235,10 @@ fn default_github_api_url() -> String {
     DEFAULT_GITHUB_API_URL.to_owned()
 }
 
+fn default_oidc_issuer() -> String {
+    DEFAULT_OIDC_ISSUER.to_owned()
+}
+
 fn default_agent_port() -> u16 {
     DEFAULT_AGENT_PORT
 }
@@ -207,6 +264,7 @@ impl LaunchConfig {
             forwarded_ports: Vec::new(),
             image_id: None,
             tsm: TsmOptions::default(),
+            oidc: OidcPolicy::default(),
         }
     }
 
@@ -248,7 +306,7 @@ impl LaunchConfig {
         if let Some(id) = &self.image_id {
             check_image_id(id).map_err(|p| invalid("image_id", p))?;
         }
-        Ok(())
+        self.oidc.validate()
     }
 
     fn validate_forwarded_ports(&self) -> Result<(), LaunchConfigError> {
@@ -288,6 +346,45 @@ impl LaunchConfig {
                     field("guest_port"),
                     format!("{} is forwarded twice", port.guest_port),
                 ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl OidcPolicy {
+    /// Check the issuer URL and the allowed names; errors name the field.
+    pub fn validate(&self) -> Result<(), LaunchConfigError> {
+        check_url(&self.issuer, &["https", "http"]).map_err(|p| invalid("oidc.issuer", p))?;
+        if self.issuer.ends_with('/') {
+            return Err(invalid(
+                "oidc.issuer",
+                format!(
+                    "{:?} ends with '/': write it exactly as the tokens' iss claim, without one",
+                    self.issuer
+                ),
+            ));
+        }
+        for (field, names) in [
+            ("oidc.allowed_refs", &self.allowed_refs),
+            ("oidc.allowed_environments", &self.allowed_environments),
+        ] {
+            if names.len() > MAX_OIDC_ALLOWED {
+                return Err(invalid(
+                    field,
+                    format!("{} entries, at most {MAX_OIDC_ALLOWED}", names.len()),
+                ));
+            }
+            for (index, name) in names.iter().enumerate() {
+                let printable = name.chars().all(|c| !c.is_control());
+                if name.is_empty() || name.len() > MAX_OIDC_NAME_LEN || !printable {
+                    return Err(invalid(
+                        format!("{field}[{index}]"),
+                        format!(
+                            "{name:?} must be 1 to {MAX_OIDC_NAME_LEN} bytes without control characters"
+                        ),
+                    ));
+                }
             }
         }
         Ok(())

@@ -12,10 +12,11 @@
 //! Cargo features: `verify` (dcap-qvl), `github` (the blocking GitHub
 //! client), `fetch` (`github` + collateral services + `connect`), `bundle`
 //! (zip extraction and digests), `ratls` (certificate issue and parsing),
-//! `agent-client` (rustls client verifying RA-TLS), `cli` (the `ee` tool),
+//! `agent-client` (rustls client verifying RA-TLS), `oidc` (GitHub Actions
+//! OIDC tokens as deploy credentials, [`oidc`]), `cli` (the `ee` tool),
 //! `sim` (a simulated TDX platform for tests and dev images), `test-server`
 //! (a local GitHub-compatible server). The guest (`ee-init`) uses `github`,
-//! `bundle` and `ratls` only.
+//! `bundle`, `ratls` and `oidc` only.
 
 #![forbid(unsafe_code)]
 
@@ -48,6 +49,9 @@ pub mod github;
 
 #[cfg(feature = "agent-client")]
 pub mod agent;
+
+#[cfg(feature = "oidc")]
+pub mod oidc;
 
 #[cfg(feature = "ratls")]
 pub mod ratls;

@@ -143,6 +143,7 @@ enum Fault {
 struct Spec {
     repo: &'static str,
     github_api_url: Option<&'static str>,
+    oidc_issuer: Option<&'static str>,
     /// Measured after the launch config (bundles, a seal).
     events: Vec<Event>,
     fault: Fault,
@@ -154,6 +155,7 @@ impl Default for Spec {
         Spec {
             repo: REPO,
             github_api_url: None,
+            oidc_issuer: None,
             events: Vec::new(),
             fault: Fault::None,
             statuses: vec![status(DeploymentState::Running, &["up"], None)],
@@ -227,6 +229,9 @@ impl TestAgent {
         let mut config = LaunchConfig::new(spec.repo, "https://hello.example");
         if let Some(url) = spec.github_api_url {
             config.github_api_url = url.into();
+        }
+        if let Some(issuer) = spec.oidc_issuer {
+            config.oidc.issuer = issuer.into();
         }
         let mut log = EventLog::new();
         log.push_extended(Event::Config { config }, |digest| {
@@ -402,7 +407,11 @@ fn route(state: &Arc<Mutex<State>>, request: &Seen) -> (u16, String) {
             (200, answer.to_json().unwrap())
         }
         ("POST", "/deploy") => {
-            if request.header("authorization") != Some(&format!("Bearer {TOKEN}")) {
+            // The push token, or (unchecked here) an OIDC token.
+            let authorization = request.header("authorization");
+            if authorization != Some(&format!("Bearer {TOKEN}"))
+                && !authorization.is_some_and(|a| a.starts_with("Bearer eyJ"))
+            {
                 return (
                     403,
                     r#"{"error":"the token has no push access to acme/hello"}"#.into(),
@@ -411,6 +420,15 @@ fn route(state: &Arc<Mutex<State>>, request: &Seen) -> (u16, String) {
             (202, r#"{"version":1,"id":"d1"}"#.into())
         }
         ("GET", "/status/d1") => {
+            // An expired OIDC token no longer opens the full view.
+            let expired = request
+                .header("authorization")
+                .and_then(|a| a.strip_prefix("Bearer eyJ").map(|_| &a["Bearer ".len()..]))
+                .and_then(|jwt| easyenclave::oidc::decode_unverified(jwt).ok())
+                .is_some_and(|(_, claims)| claims.exp < now_unix());
+            if expired {
+                return (401, r#"{"error":"OIDC token claim exp: found 1"}"#.into());
+            }
             let next = if state.statuses.len() > 1 {
                 state.statuses.pop_front()
             } else {
@@ -1340,6 +1358,278 @@ fn ee_deploy_input_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--env NOT_SET_ANYWHERE: not set"));
     assert!(!agent.saw_deploy());
+}
+
+// ---------------------------------------------------------------------------
+// GitHub Actions OIDC credentials.
+
+#[cfg(feature = "test-server")]
+mod oidc {
+    use super::*;
+    use easyenclave::agent::DeployCredential;
+    use easyenclave::oidc::test_signer::TestSigner;
+    use easyenclave::oidc::{audience_for_spki, DEFAULT_ISSUER};
+    use easyenclave::testing::github_server::{ActionsJob, GithubServer, ServerConfig};
+    use sha2::{Digest, Sha256};
+
+    const GITHUB_TOKEN: &str = "ghs_workflow_token";
+
+    /// A token of `issuer` for REPO with audience `aud`.
+    fn token(issuer: &str, aud: &str) -> String {
+        let now = now_unix();
+        TestSigner::issuer()
+            .unwrap()
+            .sign(&serde_json::json!({
+                "iss": issuer, "aud": aud, "repository": REPO, "ref": "refs/heads/main",
+                "iat": now, "nbf": now, "exp": now + 300,
+            }))
+            .unwrap()
+    }
+
+    fn attested(agent: &TestAgent) -> AgentClient {
+        let client = AgentClient::connect(&agent.url, sim_trust()).unwrap();
+        client.attest().unwrap();
+        client
+    }
+
+    #[test]
+    fn an_oidc_deploy_sends_the_jwt_and_the_github_token_in_the_body() {
+        let agent = TestAgent::start(Spec::default());
+        let client = attested(&agent);
+        assert_eq!(
+            client.oidc_audience(),
+            format!(
+                "easyenclave:{}",
+                hex::encode(Sha256::digest(client.pinned_spki_der()))
+            )
+        );
+        let jwt = token(DEFAULT_ISSUER, &client.oidc_audience());
+        let request = DeployRequest::new(BundleSource::Artifact { id: 7 });
+        let credential = DeployCredential::Oidc {
+            id_token: &jwt,
+            github_token: GITHUB_TOKEN,
+            issuer: DEFAULT_ISSUER,
+        };
+        assert!(!format!("{credential:?}").contains(GITHUB_TOKEN));
+        assert_eq!(client.deploy_with(&credential, &request).unwrap().id, "d1");
+        let seen = agent.seen();
+        let deploy = seen.iter().find(|s| s.path == "/deploy").unwrap();
+        assert_eq!(
+            deploy.header("authorization"),
+            Some(format!("Bearer {jwt}").as_str())
+        );
+        let sent = DeployRequest::from_json(&deploy.body).unwrap();
+        assert_eq!(sent.github_token.as_deref(), Some(GITHUB_TOKEN));
+        assert!(
+            !format!("{sent:?}").contains(GITHUB_TOKEN),
+            "Debug redacts it"
+        );
+    }
+
+    #[test]
+    fn no_oidc_token_goes_to_an_agent_with_another_measured_issuer() {
+        let agent = TestAgent::start(Spec {
+            oidc_issuer: Some("https://issuer.attacker.test"),
+            ..Spec::default()
+        });
+        let client = attested(&agent);
+        let jwt = token(DEFAULT_ISSUER, &client.oidc_audience());
+        let request = DeployRequest::new(BundleSource::Artifact { id: 7 });
+        let credential = DeployCredential::Oidc {
+            id_token: &jwt,
+            github_token: GITHUB_TOKEN,
+            issuer: DEFAULT_ISSUER,
+        };
+        let err = client.deploy_with(&credential, &request).unwrap_err();
+        assert!(err.is_rejection());
+        assert_eq!(
+            err.to_string(),
+            "the agent trusts OIDC tokens of \"https://issuer.attacker.test\" (measured launch \
+             config), expected \"https://token.actions.githubusercontent.com\"; refusing to send \
+             the token"
+        );
+        assert!(!agent.saw_deploy());
+    }
+
+    #[test]
+    fn an_oidc_token_for_another_agent_is_not_sent() {
+        let agent = TestAgent::start(Spec::default());
+        let client = attested(&agent);
+        let other = audience_for_spki(b"another agent");
+        let request = DeployRequest::new(BundleSource::Artifact { id: 7 });
+        for (jwt, needle) in [
+            (token(DEFAULT_ISSUER, &other), "claim aud"),
+            (
+                token("https://elsewhere.example", &client.oidc_audience()),
+                "claim iss",
+            ),
+            ("eyJhbGciOi.x".to_owned(), "OIDC token token"),
+        ] {
+            let credential = DeployCredential::Oidc {
+                id_token: &jwt,
+                github_token: GITHUB_TOKEN,
+                issuer: DEFAULT_ISSUER,
+            };
+            let err = client.deploy_with(&credential, &request).unwrap_err();
+            assert!(matches!(err, AgentError::OidcToken(_)), "{err}");
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+        let err = client
+            .deploy_with(
+                &DeployCredential::Oidc {
+                    id_token: &token(DEFAULT_ISSUER, &other),
+                    github_token: GITHUB_TOKEN,
+                    issuer: DEFAULT_ISSUER,
+                },
+                &request,
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(&client.oidc_audience()),
+            "names the audience to request: {err}"
+        );
+        assert!(!agent.saw_deploy());
+    }
+
+    #[test]
+    fn ee_deploy_follows_the_public_view_once_the_oidc_token_expired() {
+        let agent = TestAgent::start(Spec {
+            statuses: vec![
+                status(DeploymentState::Pending, &[], None),
+                status(DeploymentState::Running, &["up"], None),
+            ],
+            ..Spec::default()
+        });
+        let audience = attested(&agent).oidc_audience();
+        let now = now_unix();
+        let jwt = TestSigner::issuer()
+            .unwrap()
+            .sign(&serde_json::json!({
+                "iss": DEFAULT_ISSUER, "aud": audience, "repository": REPO,
+                "iat": now - 600, "exp": now - 300,
+            }))
+            .unwrap();
+        let out = ee(
+            &[
+                "--agent",
+                &agent.url,
+                "--repo",
+                REPO,
+                "--artifact",
+                "7",
+                "--root",
+                "sim",
+            ],
+            &[("GITHUB_TOKEN", GITHUB_TOKEN), ("EE_OIDC_TOKEN", &jwt)],
+        );
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+        assert!(
+            stderr.contains("no longer accepts the OIDC token for the status view"),
+            "{stderr}"
+        );
+        let seen = agent.seen();
+        let deploy = seen.iter().find(|s| s.path == "/deploy").unwrap();
+        assert_eq!(
+            deploy.header("authorization"),
+            Some(format!("Bearer {jwt}").as_str())
+        );
+    }
+
+    #[test]
+    fn ee_deploy_prints_the_audience_and_fetches_the_token_from_actions() {
+        let agent = TestAgent::start(Spec::default());
+        let dir = tempfile::tempdir().unwrap();
+        let allowlist = write_allowlist(dir.path(), &matching_allowlist());
+        let base = [
+            "--agent",
+            agent.url.as_str(),
+            "--repo",
+            REPO,
+            "--artifact",
+            "7",
+            "--root",
+            "sim",
+            "--allowlist",
+            allowlist.as_str(),
+        ];
+
+        // The audience, on stdout, without any token or deploy.
+        let out = ee(&[&base[..], &["--print-oidc-audience"]].concat(), &[]);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+        let audience = stdout.trim().to_owned();
+        assert!(audience.starts_with("easyenclave:"), "{stdout}");
+        assert!(
+            stderr.contains(&format!("OIDC audience:          {audience}")),
+            "{stderr}"
+        );
+        assert!(!agent.saw_deploy());
+
+        // The Actions runtime: the test server's token endpoint; the agent
+        // here trusts that issuer (a test setup: its launch config says so).
+        let github = GithubServer::start(ServerConfig::default().with_actions_job(
+            "runtime-req",
+            ActionsJob {
+                repository: REPO.into(),
+                git_ref: "refs/heads/main".into(),
+                environment: None,
+                actor: "alice".into(),
+            },
+        ))
+        .unwrap();
+        let issuer = github.oidc_issuer();
+        let issuer: &'static str = Box::leak(issuer.into_boxed_str());
+        let agent = TestAgent::start(Spec {
+            oidc_issuer: Some(issuer),
+            ..Spec::default()
+        });
+        let base: Vec<&str> = base
+            .iter()
+            .map(|a| if *a == base[1] { agent.url.as_str() } else { a })
+            .collect();
+        let runtime = format!("{issuer}/actions?api-version=2.0");
+        let env = [
+            ("GITHUB_TOKEN", GITHUB_TOKEN),
+            ("ACTIONS_ID_TOKEN_REQUEST_URL", runtime.as_str()),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runtime-req"),
+        ];
+        // Without naming the issuer, the measured one is refused (exit 1),
+        // whatever the credential: a personal token is not sent either.
+        for extra in [&["--oidc-from-actions"][..], &[]] {
+            let out = ee(&[&base[..], extra].concat(), &env);
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{stderr}");
+            assert!(
+                stderr.contains(&format!(
+                    "--oidc-issuer: the agent accepts deploy tokens signed by {issuer:?}"
+                )),
+                "{stderr}"
+            );
+            assert!(!agent.saw_deploy());
+        }
+
+        let out = ee(
+            &[&base[..], &["--oidc-from-actions", "--oidc-issuer", issuer]].concat(),
+            &env,
+        );
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+        let seen = agent.seen();
+        let deploy = seen.iter().find(|s| s.path == "/deploy").unwrap();
+        let jwt = deploy
+            .header("authorization")
+            .unwrap()
+            .strip_prefix("Bearer ")
+            .unwrap();
+        let (_, claims) = easyenclave::oidc::decode_unverified(jwt).unwrap();
+        let client = attested(&agent);
+        assert_eq!(claims.aud, client.oidc_audience());
+        assert_eq!(claims.iss, issuer);
+        let sent = DeployRequest::from_json(&deploy.body).unwrap();
+        assert_eq!(sent.github_token.as_deref(), Some(GITHUB_TOKEN));
+        assert!(!stderr.contains(jwt) && !stderr.contains(GITHUB_TOKEN));
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -14,7 +14,9 @@ use easyenclave::eventlog::{
     BundleEvent, Event, EventLog, EventLogError, PushError, SealEvent, MAX_EVENTS,
     MAX_EVENT_LOG_BYTES,
 };
-use easyenclave::launch::{LaunchConfig, LaunchConfigError, Network, DEFAULT_GITHUB_API_URL};
+use easyenclave::launch::{
+    LaunchConfig, LaunchConfigError, Network, DEFAULT_GITHUB_API_URL, DEFAULT_OIDC_ISSUER,
+};
 use easyenclave::rtmr::Measurement;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -122,6 +124,57 @@ fn launch_config_defaults() {
     assert_eq!(config.network, Network::Dhcp {});
     assert!(!config.tsm.legacy_extend_ioctl);
     assert_eq!(config.control_plane_url, None);
+}
+
+#[test]
+fn launch_config_oidc_policy_is_measured_and_strict() {
+    let config = LaunchConfig::parse(LAUNCH_CONFIG.as_bytes()).unwrap();
+    assert_eq!(config.oidc.issuer, DEFAULT_OIDC_ISSUER);
+    assert_eq!(
+        config.oidc.allowed_refs,
+        ["refs/heads/main", "refs/tags/v1"]
+    );
+    assert_eq!(config.oidc.allowed_environments, ["production"]);
+    assert!(config
+        .to_json()
+        .unwrap()
+        .contains("\"allowed_environments\":[\"production\"]"));
+
+    // The default policy is left out of the canonical JSON, so configs
+    // written before the field existed keep their measurement.
+    let plain = LaunchConfig::new("a/b", "b.example.com:443");
+    assert_eq!(plain.oidc.issuer, DEFAULT_OIDC_ISSUER);
+    assert!(!plain.to_json().unwrap().contains("oidc"));
+    let explicit = parse_launch(&json!({"version": 1, "repo": "a/b",
+        "endpoint": "b.example.com:443", "oidc": {"issuer": DEFAULT_OIDC_ISSUER}}))
+    .unwrap();
+    assert_eq!(explicit, plain);
+    assert_eq!(explicit.to_json().unwrap(), plain.to_json().unwrap());
+
+    for (oidc, needle) in [
+        (
+            json!({"issuer": "ftp://x.example"}),
+            "oidc.issuer: scheme must be https or http",
+        ),
+        (
+            json!({"issuer": "https://x.example/"}),
+            "oidc.issuer: \"https://x.example/\" ends with '/'",
+        ),
+        (
+            json!({"allowed_refs": [""]}),
+            "oidc.allowed_refs[0]: \"\" must be 1 to 255 bytes",
+        ),
+        (
+            json!({"allowed_environments": ["a\nb"]}),
+            "oidc.allowed_environments[0]",
+        ),
+        (json!({"audience": "x"}), "unknown field `audience`"),
+    ] {
+        let mut value = launch_value();
+        value["oidc"] = oidc;
+        let err = parse_launch(&value).unwrap_err().to_string();
+        assert!(err.contains(needle), "{err}");
+    }
 }
 
 #[test]

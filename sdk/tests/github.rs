@@ -809,3 +809,253 @@ fn urls_follow_the_request_host() {
         "{odd}"
     );
 }
+
+/// A repo with GitHub's immutable releases: the old publish-then-upload
+/// flow is refused with 422; draft, upload, publish works, and the
+/// published release then keeps its assets and tag.
+#[test]
+fn immutable_releases_take_assets_only_as_drafts() {
+    let server = GithubServer::start(config().with_immutable_releases("alice/app")).unwrap();
+    let github = client(&server, Some("t-alice"));
+    let app = repo("alice/app");
+
+    let published = github.create_release(&app, &NewRelease::new("v1")).unwrap();
+    let err = github
+        .upload_asset(&published, "attestation.json", "application/json", b"{}")
+        .unwrap_err();
+    match err {
+        GithubError::Validation(message) => {
+            assert!(message.contains("immutable release"), "{message}")
+        }
+        other => panic!("expected 422, got {other:?}"),
+    }
+
+    let draft = github
+        .create_release(
+            &app,
+            &NewRelease {
+                draft: true,
+                ..NewRelease::new("v2")
+            },
+        )
+        .unwrap();
+    assert!(draft.draft && draft.published_at.is_none());
+    github
+        .upload_asset(&draft, "attestation.json", "application/json", b"{}")
+        .unwrap();
+    assert!(
+        github.release_by_tag(&app, "v2").is_err(),
+        "a draft is not found by tag"
+    );
+    let done = github.publish_release(&app, draft.id).unwrap();
+    assert!(!done.draft && done.published_at.is_some());
+    assert_eq!(done.assets.len(), 1);
+    assert_eq!(github.release_by_tag(&app, "v2").unwrap().assets.len(), 1);
+    assert!(matches!(
+        github.upload_asset(&done, "late.txt", "text/plain", b"x"),
+        Err(GithubError::Validation(_))
+    ));
+    let back_to_draft = easyenclave::github::ReleaseUpdate {
+        draft: Some(true),
+        ..Default::default()
+    };
+    assert!(matches!(
+        github.update_release(&app, done.id, &back_to_draft),
+        Err(GithubError::Validation(_))
+    ));
+
+    // Without the setting, a published release still takes assets.
+    let github = client(&server, Some("t-alice"));
+    let secret = repo("alice/secret");
+    let release = github
+        .create_release(&secret, &NewRelease::new("v1"))
+        .unwrap();
+    github
+        .upload_asset(&release, "a.json", "application/json", b"{}")
+        .unwrap();
+}
+
+/// A workflow's GITHUB_TOKEN: no user behind it (403 on /user), but it may
+/// create releases and upload assets in its own repository only.
+#[test]
+fn installation_tokens_are_no_users_but_can_publish() {
+    let server = GithubServer::start(config().with_installation_token(
+        "ghs-app",
+        &["alice/secret"],
+        Permission::Write,
+    ))
+    .unwrap();
+    let github = client(&server, Some("ghs-app"));
+    match github.current_user().unwrap_err() {
+        GithubError::Forbidden(message) => {
+            assert_eq!(message, "Resource not accessible by integration")
+        }
+        other => panic!("expected 403, got {other:?}"),
+    }
+    let secret = repo("alice/secret");
+    let draft = github
+        .create_release(
+            &secret,
+            &NewRelease {
+                draft: true,
+                ..NewRelease::new("deploy-1")
+            },
+        )
+        .unwrap();
+    let asset = github
+        .upload_asset(&draft, "attestation.json", "application/json", b"{}")
+        .unwrap();
+    assert_eq!(asset.name, "attestation.json");
+    let published = github.publish_release(&secret, draft.id).unwrap();
+    assert!(!published.draft);
+    // Another repository: readable when public, never writable.
+    assert!(matches!(
+        github.create_release(&repo("alice/app"), &NewRelease::new("x")),
+        Err(GithubError::Forbidden(m)) if m.contains("integration")
+    ));
+    github.list_releases(&repo("alice/app")).unwrap();
+}
+
+/// The OIDC issuer: its JWKS verifies the tokens it signs, through the
+/// SDK's JWKS cache; the Actions runtime endpoint issues a job's token with
+/// the requested audience.
+#[test]
+fn the_oidc_issuer_serves_keys_and_job_tokens() {
+    use easyenclave::oidc::{audience_for_spki, Expected, FetchOptions, JwksCache};
+    use easyenclave::testing::github_server::ActionsJob;
+
+    let job = ActionsJob {
+        repository: "alice/app".into(),
+        git_ref: "refs/heads/main".into(),
+        environment: Some("production".into()),
+        actor: "alice".into(),
+    };
+    let server = GithubServer::start(config().with_actions_job("req-1", job.clone())).unwrap();
+    let issuer = server.oidc_issuer();
+    assert!(issuer.ends_with("/_services/token"), "{issuer}");
+    let audience = audience_for_spki(b"agent");
+
+    let url = format!("{issuer}/actions?api-version=2.0&audience={audience}");
+    let answer: serde_json::Value = ureq_get_json(&url, "req-1");
+    let token = answer["value"].as_str().unwrap();
+
+    let cache = JwksCache::new(&issuer, FetchOptions::default());
+    let expected = Expected {
+        issuer: issuer.clone(),
+        repository: "alice/app".into(),
+        audience: audience.clone(),
+        allowed_refs: vec!["refs/heads/main".into()],
+        allowed_environments: vec!["production".into()],
+        now: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+        skew_secs: 60,
+    };
+    let claims = cache.verify(token, &expected).unwrap();
+    assert_eq!(claims.environment.as_deref(), Some("production"));
+    assert_eq!(claims.actor.as_deref(), Some("alice"));
+    // Cached: a second check fetches nothing.
+    server.clear_requests();
+    cache.verify(token, &expected).unwrap();
+    assert!(server.requests().is_empty());
+
+    let signed = server
+        .sign_oidc(&server.oidc_claims(&job, &audience))
+        .unwrap();
+    cache.verify(&signed, &expected).unwrap();
+}
+
+/// `GET url` with a bearer token, as the Actions runtime is asked.
+fn ureq_get_json(url: &str, token: &str) -> serde_json::Value {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut response = agent
+        .get(url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap()
+}
+
+/// A token naming a key the cached JWKS lacks makes the cache fetch again
+/// (the issuer may have rotated), but not more often than the minimum
+/// interval; an unreachable issuer is an error naming the JWKS URL.
+#[test]
+fn the_jwks_cache_refetches_for_an_unknown_kid_at_most_so_often() {
+    use easyenclave::oidc::test_signer::TestSigner;
+    use easyenclave::oidc::{audience_for_spki, Expected, FetchOptions, JwksCache, OidcError};
+    use easyenclave::testing::github_server::ActionsJob;
+
+    let server = start();
+    let issuer = server.oidc_issuer();
+    let audience = audience_for_spki(b"agent");
+    let job = ActionsJob {
+        repository: "alice/app".into(),
+        git_ref: "refs/heads/main".into(),
+        environment: None,
+        actor: "alice".into(),
+    };
+    let claims = server.oidc_claims(&job, &audience);
+    let expected = Expected {
+        issuer: issuer.clone(),
+        repository: "alice/app".into(),
+        audience,
+        allowed_refs: vec![],
+        allowed_environments: vec![],
+        now: claims["iat"].as_u64().unwrap(),
+        skew_secs: 60,
+    };
+    let jwks_fetches =
+        |server: &GithubServer| requests_to(server, "/_services/token/.well-known/jwks").len();
+    let cache = JwksCache::new(
+        &issuer,
+        FetchOptions {
+            min_refetch_interval: Duration::from_secs(3600),
+            ..FetchOptions::default()
+        },
+    );
+    cache
+        .verify(&server.sign_oidc(&claims).unwrap(), &expected)
+        .unwrap();
+    assert_eq!(jwks_fetches(&server), 1);
+    let rotated = TestSigner::stranger("rotated-key")
+        .unwrap()
+        .sign(&claims)
+        .unwrap();
+    let err = cache.verify(&rotated, &expected).unwrap_err();
+    assert!(matches!(err, OidcError::UnknownKey { .. }), "{err}");
+    assert!(err.to_string().contains(".well-known/jwks"), "{err}");
+    // Fetched once more within the minimum interval? No: only once in all.
+    cache.verify(&rotated, &expected).unwrap_err();
+    assert_eq!(jwks_fetches(&server), 1, "the first fetch was just now");
+
+    // With no throttle, an unknown kid triggers exactly one refetch.
+    let cache = JwksCache::new(
+        &issuer,
+        FetchOptions {
+            min_refetch_interval: Duration::ZERO,
+            ..FetchOptions::default()
+        },
+    );
+    server.clear_requests();
+    cache
+        .verify(&server.sign_oidc(&claims).unwrap(), &expected)
+        .unwrap();
+    cache.verify(&rotated, &expected).unwrap_err();
+    assert_eq!(jwks_fetches(&server), 2);
+
+    // An issuer that answers 404.
+    let cache = JwksCache::new(&format!("{issuer}/nowhere"), FetchOptions::default());
+    let err = cache
+        .verify(&server.sign_oidc(&claims).unwrap(), &expected)
+        .unwrap_err();
+    assert_eq!(err.claim(), "jwks");
+    assert!(
+        err.to_string().contains("answered HTTP 404, expected 200"),
+        "{err}"
+    );
+}

@@ -1,8 +1,9 @@
 //! The measured deploy engine behind `POST /deploy`, `GET /status/{id}`,
 //! `GET /deployments` and `/app/...`.
 //!
-//! A deploy is accepted only from a GitHub user with push access to the
-//! repo of the measured launch config ([`auth`]), one at a time, and then
+//! A deploy is accepted only from a GitHub Actions job of the repo of the
+//! measured launch config (its OIDC token, for this agent) or a GitHub user
+//! with push access to that repo ([`auth`]), one at a time, and then
 //! runs in its own thread through
 //! `pending → downloading → measuring → starting → publishing → running`
 //! (or `failed` with a reason):
@@ -46,7 +47,8 @@ use easyenclave::launch::LaunchConfig;
 use crate::measured::MeasuredLog;
 use crate::root::FsRoot;
 use crate::say;
-use auth::AuthError;
+pub use auth::Deployer;
+use auth::{AgentKey, AuthError, Authorizer};
 use registry::Registry;
 use seal::Sealing;
 use secret::{PrivateEnv, Token};
@@ -76,8 +78,13 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// `GET /status` re-reads a running deployment's containers at most this often.
     pub status_refresh: Duration,
-    /// The wall clock (status times, release tags, attestation timestamps).
+    /// The wall clock (status times, release tags, attestation timestamps,
+    /// OIDC token times).
     pub clock: fn() -> SystemTime,
+    /// The agent's attested TLS key: the audience of OIDC tokens.
+    pub agent_key: AgentKey,
+    /// How the OIDC issuer's keys are fetched and cached.
+    pub oidc_fetch: easyenclave::oidc::FetchOptions,
 }
 
 impl Settings {
@@ -100,18 +107,25 @@ impl Settings {
             poll_interval: Duration::from_secs(1),
             status_refresh: Duration::from_secs(2),
             clock: SystemTime::now,
+            agent_key: AgentKey::unavailable("this agent serves no RA-TLS key"),
+            oidc_fetch: easyenclave::oidc::FetchOptions::default(),
         }
     }
 }
 
-/// The engine ee-init serves, sealing as [`boot_sealing`] decides.
+/// The engine ee-init serves, sealing as [`boot_sealing`] decides; OIDC
+/// tokens must name `agent_key` (the served RA-TLS certificate's key).
 pub fn for_boot(
     pid1: bool,
     root: &FsRoot,
     config: LaunchConfig,
     measured: Arc<MeasuredLog>,
+    agent_key: AgentKey,
 ) -> Result<DeployEngine, EngineError> {
-    let settings = Settings::new(root.clone(), boot_sealing(pid1, root));
+    let settings = Settings {
+        agent_key,
+        ..Settings::new(root.clone(), boot_sealing(pid1, root))
+    };
     DeployEngine::new(config, measured, settings)
 }
 
@@ -169,19 +183,6 @@ impl SubmitError {
     }
 }
 
-/// A caller whose credential passed [`DeployEngine::authorize`].
-pub struct Deployer {
-    token: Token,
-    login: String,
-}
-
-impl Deployer {
-    /// The GitHub login the credential belongs to.
-    pub fn login(&self) -> &str {
-        &self.login
-    }
-}
-
 /// What the engine shares with its deploy threads.
 struct Shared {
     config: LaunchConfig,
@@ -189,6 +190,7 @@ struct Shared {
     measured: Arc<MeasuredLog>,
     settings: Settings,
     registry: Mutex<Registry>,
+    auth: Authorizer,
 }
 
 impl Shared {
@@ -228,6 +230,13 @@ impl DeployEngine {
     ) -> Result<Self, EngineError> {
         let repo = RepoName::parse(&config.repo).map_err(EngineError::Repo)?;
         GitHub::new(&config.github_api_url).map_err(EngineError::Api)?;
+        let auth = Authorizer::new(
+            repo.clone(),
+            config.clone(),
+            settings.oidc_fetch,
+            settings.agent_key.clone(),
+            settings.clock,
+        );
         Ok(DeployEngine {
             shared: Arc::new(Shared {
                 config,
@@ -235,33 +244,52 @@ impl DeployEngine {
                 measured,
                 settings,
                 registry: Mutex::new(Registry::default()),
+                auth,
             }),
         })
     }
 
     /// Check the credential of a request (`authorization` is the value of
     /// its `Authorization` header): the deploy check, also used for the full
-    /// status view. Called before a deploy's body is read.
+    /// status view. Called before a deploy's body is read. An Actions OIDC
+    /// token for this agent, or a GitHub token with push access
+    /// ([`auth`]).
     pub fn authorize(&self, authorization: Option<&str>) -> Result<Deployer, AuthError> {
         let shared = &self.shared;
-        let token = Token::new(auth::bearer_token(authorization)?);
-        let github = shared.github(&token).map_err(|e| AuthError::Unreachable {
-            api: shared.config.github_api_url.clone(),
-            reason: e.to_string(),
-        })?;
-        let login = auth::authorize(&github, &shared.repo)?;
-        Ok(Deployer { token, login })
+        shared
+            .auth
+            .authenticate(authorization, |token| shared.github(token))
     }
 
     /// Handle `POST /deploy` for `deployer` (see [`DeployEngine::authorize`]):
     /// check the body, then start the deploy in its own thread.
     pub fn submit(&self, deployer: Deployer, body: &[u8]) -> Result<DeployAccepted, SubmitError> {
         let shared = &self.shared;
-        let Deployer { token, login } = deployer;
         let mut request =
             DeployRequest::from_json(body).map_err(|e| SubmitError::BadRequest(e.to_string()))?;
         // At once, so that the values are wiped however this call ends.
         let env = Arc::new(PrivateEnv::take(&mut request.env));
+        let github_token = request.github_token.take().map(Token::from_owned);
+        let login = deployer.describe();
+        let token = match (deployer, github_token) {
+            (Deployer::User { token, .. }, None) => token,
+            (Deployer::Actions(_), Some(token)) => token,
+            (Deployer::User { .. }, Some(_)) => {
+                return Err(SubmitError::BadRequest(
+                    "github_token: only with an Actions OIDC token in Authorization; \
+                     the GitHub token in Authorization already downloads and publishes"
+                        .to_owned(),
+                ))
+            }
+            (Deployer::Actions(_), None) => {
+                return Err(SubmitError::BadRequest(
+                    "github_token: required with an Actions OIDC token in Authorization: \
+                     the workflow's GITHUB_TOKEN (contents: write, actions: read) downloads \
+                     the artifact and publishes the release"
+                        .to_owned(),
+                ))
+            }
+        };
         if request.allowlist.is_none() {
             return Err(SubmitError::BadRequest(
                 "allowlist: required: the published attestation.json names the allowlist \

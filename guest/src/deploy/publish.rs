@@ -3,10 +3,14 @@
 //! repo, endpoint, release tag, timestamp and the event log's digest
 //! ([`PublishStatement`]).
 //!
-//! The release is created first, so that a tag already taken (two deploys
-//! in one second) is known before the tag is bound into a quote; the next
-//! tag gets a `-2`, `-3`, ... suffix. Releases are never deleted, not even
-//! one whose upload failed.
+//! The release is created as a DRAFT first, so that a tag already taken
+//! (two deploys in one second) is known before the tag is bound into a
+//! quote; the next tag gets a `-2`, `-3`, ... suffix. Then the attestation
+//! is uploaded to the draft and the draft published (`draft: false`), so
+//! repositories with GitHub's immutable releases work (a published release
+//! takes no new assets) and verifiers, which skip drafts, never see a
+//! release without its attestation. If anything fails after the draft was
+//! created, the draft is deleted: nothing is left half-published.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -66,13 +70,31 @@ pub enum PublishError {
     /// The document or its statement is invalid.
     #[error("attestation document: {0}")]
     Document(#[from] AttestationError),
-    /// Uploading the asset failed; the release stays.
-    #[error("uploading {ATTESTATION_ASSET} to release {tag} (left in place): {source}")]
+    /// Uploading the asset failed.
+    #[error("uploading {ATTESTATION_ASSET} to draft release {tag}: {source}")]
     Upload {
         /// The release's tag.
         tag: String,
         /// Why.
         source: GithubError,
+    },
+    /// Publishing the draft (`draft: false`) failed.
+    #[error("publishing draft release {tag}: {source}")]
+    Publish {
+        /// The release's tag.
+        tag: String,
+        /// Why.
+        source: GithubError,
+    },
+    /// A step after the draft failed, and so did deleting the draft.
+    #[error("{failure}; deleting draft release {tag} failed too (delete it by hand): {cleanup}")]
+    DraftLeft {
+        /// The step that failed.
+        failure: Box<PublishError>,
+        /// The draft's tag.
+        tag: String,
+        /// Why it could not be deleted.
+        cleanup: GithubError,
     },
 }
 
@@ -93,27 +115,60 @@ pub struct Publisher<'a> {
 }
 
 impl Publisher<'_> {
-    /// Create the release with `notes` and upload the attestation.
+    /// Create a draft release with `notes`, upload the attestation to it and
+    /// publish it; on failure after the draft exists, delete the draft.
     pub fn publish(&self, notes: &str) -> Result<Published, PublishError> {
-        let release = self.create_release(notes)?;
-        let document = self.attest(&release.tag_name)?;
+        let draft = self.create_release(notes)?;
+        match self.complete(&draft) {
+            Ok(published) => Ok(published),
+            Err(failure) => match self.github.delete_release(self.repo, draft.id) {
+                // A retried DELETE whose first attempt went through.
+                Ok(()) | Err(GithubError::NotFound(_)) => Err(failure),
+                Err(cleanup) => Err(PublishError::DraftLeft {
+                    failure: Box::new(failure),
+                    tag: draft.tag_name,
+                    cleanup,
+                }),
+            },
+        }
+    }
+
+    /// Attest for the draft's tag, upload the document, publish the draft.
+    fn complete(&self, draft: &Release) -> Result<Published, PublishError> {
+        let tag = &draft.tag_name;
+        let document = self.attest(tag)?;
         let json = document.to_json()?;
         let asset = self
             .github
             .upload_asset(
-                &release,
+                draft,
                 ATTESTATION_ASSET,
                 "application/json",
                 json.as_bytes(),
             )
             .map_err(|source| PublishError::Upload {
-                tag: release.tag_name.clone(),
+                tag: tag.clone(),
                 source,
             })?;
+        let published = self
+            .github
+            .publish_release(self.repo, draft.id)
+            .map_err(|source| PublishError::Publish {
+                tag: tag.clone(),
+                source,
+            })?;
+        // GitHub's download URL of a draft's asset changes on publication.
+        let asset_url = published
+            .assets
+            .iter()
+            .find(|a| a.name == ATTESTATION_ASSET)
+            .map_or(asset.browser_download_url, |a| {
+                a.browser_download_url.clone()
+            });
         Ok(Published {
-            tag: release.tag_name,
+            tag: published.tag_name,
             timestamp: document.timestamp,
-            asset_url: asset.browser_download_url,
+            asset_url,
         })
     }
 
@@ -134,6 +189,7 @@ impl Publisher<'_> {
             let release = NewRelease {
                 name: Some(tag.clone()),
                 body: Some(notes.to_owned()),
+                draft: true,
                 ..NewRelease::new(tag.clone())
             };
             match self.github.create_release(self.repo, &release) {

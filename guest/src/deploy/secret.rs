@@ -21,6 +21,11 @@ impl Token {
         Token(Zeroizing::new(token.to_owned()))
     }
 
+    /// Wrap a token taken out of a request, without another copy.
+    pub fn from_owned(token: String) -> Self {
+        Token(Zeroizing::new(token))
+    }
+
     /// The token, to hand to the GitHub client.
     pub fn expose(&self) -> &str {
         &self.0

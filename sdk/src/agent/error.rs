@@ -114,6 +114,23 @@ pub enum AgentError {
         /// The register that differs.
         register: &'static str,
     },
+    /// The agent's measured OIDC issuer is not the one the deployer's token
+    /// comes from: the agent would check it against keys the deployer does
+    /// not trust, so nothing is sent.
+    #[error(
+        "the agent trusts OIDC tokens of {measured:?} (measured launch config), expected \
+         {expected:?}; refusing to send the token"
+    )]
+    OidcIssuerMismatch {
+        /// The issuer the deployer expects.
+        expected: String,
+        /// The issuer in the measured launch config.
+        measured: String,
+    },
+    /// The caller's OIDC token would be refused (wrong audience or issuer,
+    /// malformed); checked before it is sent.
+    #[error("the OIDC token is not for this agent: {0}")]
+    OidcToken(crate::oidc::OidcError),
     /// `deploy` was called before a successful `attest` on this client.
     #[error("the agent is not attested on this client: call attest() before deploy()")]
     NotAttested,
@@ -200,10 +217,12 @@ impl AgentError {
             | E::GithubApiMismatch { .. }
             | E::Inconsistent { .. }
             | E::InsecureGitHubApi { .. }
+            | E::OidcIssuerMismatch { .. }
             | E::NotAttested
             | E::Status { .. } => true,
             E::Url { .. }
             | E::Request(_)
+            | E::OidcToken(_)
             | E::Io { .. }
             | E::Tls(_)
             | E::Random

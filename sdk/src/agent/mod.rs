@@ -54,6 +54,38 @@ use http::{Endpoint, Request};
 /// Bytes of the attestation nonce.
 pub const NONCE_BYTES: usize = 32;
 
+/// The credential [`AgentClient::deploy_with`] presents.
+#[derive(Clone, Copy)]
+pub enum DeployCredential<'a> {
+    /// A GitHub token whose user has push access to the agent's repo; the
+    /// agent also uses it to download the artifact and publish the release.
+    GitHubToken(&'a str),
+    /// A GitHub Actions OIDC token requested with this agent's audience
+    /// ([`AgentClient::oidc_audience`]), and the workflow's `GITHUB_TOKEN`,
+    /// which the agent uses only to download the artifact and publish.
+    Oidc {
+        /// The JWT (`Authorization: Bearer`).
+        id_token: &'a str,
+        /// The workflow's `GITHUB_TOKEN` (the body's `github_token`).
+        github_token: &'a str,
+        /// The issuer the token comes from, which the agent's measured
+        /// launch config must name ([`crate::oidc::DEFAULT_ISSUER`] on github.com).
+        issuer: &'a str,
+    },
+}
+
+impl std::fmt::Debug for DeployCredential<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeployCredential::GitHubToken(_) => f.write_str("GitHubToken(<redacted>)"),
+            DeployCredential::Oidc { issuer, .. } => f
+                .debug_struct("Oidc")
+                .field("issuer", issuer)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
 /// Timeouts and limits of an [`AgentClient`].
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -162,6 +194,12 @@ impl AgentClient {
     /// The pinned key: the agent certificate's SubjectPublicKeyInfo (DER).
     pub fn pinned_spki_der(&self) -> &[u8] {
         &self.pinned_spki
+    }
+
+    /// The audience to request an Actions OIDC token with for this agent:
+    /// `easyenclave:<SHA-256 of the pinned key>` ([`crate::oidc::audience_for_spki`]).
+    pub fn oidc_audience(&self) -> String {
+        crate::oidc::audience_for_spki(&self.pinned_spki)
     }
 
     /// The trust this client was connected with.
@@ -288,15 +326,66 @@ impl AgentClient {
         Ok(())
     }
 
-    /// `POST /deploy` with `Authorization: Bearer <token>`. Refused before a
-    /// successful [`AgentClient::attest`] on this client, when the agent's
-    /// measured GitHub API is not the expected one, and when it is not
-    /// `https://` (unless the trust allows it for a test server).
+    /// `POST /deploy` with `Authorization: Bearer <token>`, a GitHub token
+    /// with push access: [`AgentClient::deploy_with`] a
+    /// [`DeployCredential::GitHubToken`].
     pub fn deploy(
         &self,
         token: &str,
         request: &DeployRequest,
     ) -> Result<DeployAccepted, AgentError> {
+        self.deploy_with(&DeployCredential::GitHubToken(token), request)
+    }
+
+    /// `POST /deploy` with `credential`. Refused before a successful
+    /// [`AgentClient::attest`] on this client, when the agent's measured
+    /// GitHub API is not the expected one, and when it is not `https://`
+    /// (unless the trust allows it for a test server). An OIDC credential
+    /// is sent only if the agent's measured issuer is the credential's, and
+    /// the token's own `iss` and `aud` name that issuer and this agent
+    /// (read, not verified: the agent verifies).
+    pub fn deploy_with(
+        &self,
+        credential: &DeployCredential<'_>,
+        request: &DeployRequest,
+    ) -> Result<DeployAccepted, AgentError> {
+        if request.github_token.is_some() {
+            return Err(AgentError::Request(
+                "deploy request: github_token is set from the credential, not by the caller"
+                    .to_owned(),
+            ));
+        }
+        let with_token: DeployRequest;
+        let (token, request) = match *credential {
+            DeployCredential::GitHubToken(token) => (token, request),
+            DeployCredential::Oidc {
+                id_token,
+                github_token,
+                issuer,
+            } => {
+                let measured = match self.attested.lock().ok().as_deref() {
+                    Some(Some(attested)) => attested.launch_config.oidc.issuer.clone(),
+                    _ => return Err(AgentError::NotAttested),
+                };
+                if measured != issuer {
+                    return Err(AgentError::OidcIssuerMismatch {
+                        expected: issuer.to_owned(),
+                        measured,
+                    });
+                }
+                self.check_oidc_token(id_token, issuer)?;
+                if github_token.is_empty() {
+                    return Err(AgentError::Request(
+                        "the workflow's GITHUB_TOKEN is empty".to_owned(),
+                    ));
+                }
+                with_token = DeployRequest {
+                    github_token: Some(github_token.to_owned()),
+                    ..request.clone()
+                };
+                (id_token, &with_token)
+            }
+        };
         let authorization = self
             .authorization(Some(token))?
             .ok_or_else(|| AgentError::Request("no GitHub token".to_owned()))?;
@@ -324,6 +413,31 @@ impl AgentClient {
         Ok(accepted)
     }
 
+    /// Refuse early an OIDC token the agent would refuse for its issuer or
+    /// audience, with the audience to request instead.
+    fn check_oidc_token(&self, token: &str, issuer: &str) -> Result<(), AgentError> {
+        let (_, claims) = crate::oidc::decode_unverified(token).map_err(AgentError::OidcToken)?;
+        let claim = |claim, found: &str, expected: String| {
+            AgentError::OidcToken(crate::oidc::OidcError::Claim {
+                claim,
+                found: format!("{found:?}"),
+                expected,
+            })
+        };
+        if claims.iss != issuer {
+            return Err(claim("iss", &claims.iss, format!("{issuer:?}")));
+        }
+        let audience = self.oidc_audience();
+        if claims.aud != audience {
+            return Err(claim(
+                "aud",
+                &claims.aud,
+                format!("{audience:?} (request the token with this audience)"),
+            ));
+        }
+        Ok(())
+    }
+
     /// `GET /status/{id}` without a credential: the agent's public view
     /// (state, digest, times, release, containers; no log and no failure
     /// reason). [`AgentClient::status_as`] gets the full view.
@@ -332,8 +446,8 @@ impl AgentClient {
     }
 
     /// `GET /status/{id}`, with `Authorization: Bearer <token>` when `token`
-    /// is given: a token with push access gets the full view (the log tail,
-    /// the failure reason). The token is sent only where
+    /// is given: a token with push access, or the OIDC token the deploy was
+    /// authorised with, gets the full view (the log tail, the failure reason). The token is sent only where
     /// [`AgentClient::deploy`] would send it.
     pub fn status_as(&self, id: &str, token: Option<&str>) -> Result<DeploymentStatus, AgentError> {
         check_id(id).map_err(AgentError::Request)?;

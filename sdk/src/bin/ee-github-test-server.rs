@@ -18,9 +18,12 @@ usage: ee-github-test-server --listen ADDR [--storage-listen ADDR] [--state FILE
   --listen ADDR          API listener, e.g. 127.0.0.1:8080 (port 0: any free port)
   --storage-listen ADDR  storage listener downloads redirect to (default: same IP, any port)
   --state FILE           JSON file keeping releases, assets and artifacts across restarts
-  --config FILE          JSON configuration: tokens, repos, permissions, limits
+  --config FILE          JSON configuration: tokens, installation_tokens (a workflow's
+                         GITHUB_TOKEN), actions_jobs (OIDC token requests), repos
+                         (permissions, immutable_releases), limits
 
-Prints the API base URL on stdout and serves until killed.";
+Prints the API base URL on stdout and serves until killed. Its Actions OIDC
+issuer is http://HOST:PORT/_services/token (signing with a public, test-only key).";
 
 /// The command line.
 struct Args {
@@ -87,6 +90,10 @@ fn run(args: Args) -> anyhow::Result<Infallible> {
     eprintln!(
         "ee-github-test-server: storage at http://{}",
         server.storage_addr()
+    );
+    eprintln!(
+        "ee-github-test-server: Actions OIDC issuer {} (test-only key)",
+        server.oidc_issuer()
     );
     loop {
         // Workers serve; this thread only keeps the server alive.

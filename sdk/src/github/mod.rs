@@ -27,7 +27,8 @@ use ureq::Body;
 pub use error::GithubError;
 pub use transport::{RetryPolicy, Timeouts};
 pub use types::{
-    Artifact, Asset, NewRelease, PermissionLevel, Permissions, Release, RepoName, User,
+    Artifact, Asset, NewRelease, PermissionLevel, Permissions, Release, ReleaseUpdate, RepoName,
+    User,
 };
 
 use transport::{read_capped, read_json, Call, Method, Payload, Token, Transport};
@@ -233,6 +234,43 @@ impl GitHub {
         };
         self.transport
             .execute(&call, |r| read_json(r, JSON_LIMIT, &call.url))
+    }
+
+    /// Changes release `id` (never retried). On a repository with immutable
+    /// releases a published release keeps its assets and tag: create it as
+    /// a draft, upload, then publish with [`GitHub::publish_release`].
+    pub fn update_release(
+        &self,
+        repo: &RepoName,
+        id: u64,
+        update: &ReleaseUpdate,
+    ) -> Result<Release, GithubError> {
+        let path = repo_path(repo, &format!("/releases/{id}"));
+        let body = serde_json::to_vec(update).map_err(|e| GithubError::Decode {
+            path: path.clone(),
+            detail: format!("cannot encode the release update: {e}"),
+        })?;
+        let call = Call {
+            method: Method::Patch,
+            url: self.base.url(&path),
+            accept: JSON,
+            payload: Some(Payload {
+                content_type: "application/json",
+                data: &body,
+            }),
+            what: format!("release {id} of {repo}"),
+        };
+        self.transport
+            .execute(&call, |r| read_json(r, JSON_LIMIT, &call.url))
+    }
+
+    /// Publishes draft release `id` (`draft: false`).
+    pub fn publish_release(&self, repo: &RepoName, id: u64) -> Result<Release, GithubError> {
+        let update = ReleaseUpdate {
+            draft: Some(false),
+            ..ReleaseUpdate::default()
+        };
+        self.update_release(repo, id, &update)
     }
 
     /// Deletes a release and its assets. A retried DELETE whose first attempt

@@ -75,11 +75,13 @@ impl Default for Timeouts {
     }
 }
 
-/// HTTP method of a call; only GET and DELETE are retried.
+/// HTTP method of a call; only GET and DELETE are retried (a PATCH is
+/// not retried either: after a lost answer the release may have changed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Method {
     Get,
     Post,
+    Patch,
     Delete,
 }
 
@@ -88,6 +90,7 @@ impl Method {
         match self {
             Method::Get => http::Method::GET,
             Method::Post => http::Method::POST,
+            Method::Patch => http::Method::PATCH,
             Method::Delete => http::Method::DELETE,
         }
     }

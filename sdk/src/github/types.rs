@@ -227,6 +227,27 @@ pub struct NewRelease {
     pub prerelease: bool,
 }
 
+/// Changes to a release (`PATCH /repos/{repo}/releases/{id}`); fields left
+/// `None` keep their value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReleaseUpdate {
+    /// A new tag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag_name: Option<String>,
+    /// A new display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// New release notes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// `Some(false)` publishes a draft.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub draft: Option<bool>,
+    /// Mark or unmark as a pre-release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prerelease: Option<bool>,
+}
+
 impl NewRelease {
     /// A published, non-pre-release release for `tag`.
     pub fn new(tag: impl Into<String>) -> NewRelease {

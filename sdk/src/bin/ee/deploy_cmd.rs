@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
-use easyenclave::agent::{AgentClient, AgentError};
+use easyenclave::agent::{AgentClient, AgentError, DeployCredential};
 use easyenclave::allowlist::{Allowlist, Variant};
 use easyenclave::attestation::AllowlistRef;
 use easyenclave::bundle;
@@ -54,7 +54,17 @@ Examples:
 
   # A local bundle to a dev image on the simulated platform:
   ee deploy --agent https://127.0.0.1:8443 --repo acme/hello --bundle ./bundle \\
-      --root sim --allow-debug --env-file secrets.env";
+      --root sim --allow-debug --env-file secrets.env
+
+  # From a GitHub Actions job (permissions: id-token: write, contents: write,
+  # actions: read): the job's OIDC token for this agent authorises the
+  # deploy, its GITHUB_TOKEN only downloads the artifact and publishes:
+  GITHUB_TOKEN=${{ github.token }} ee deploy --agent https://td.example:8443 \\
+      --repo acme/hello --artifact 1234567 --allowlist-url URL --oidc-from-actions
+
+  # The audience to request an OIDC token with for this agent:
+  ee deploy --agent https://td.example:8443 --repo acme/hello --artifact 1 \\
+      --allowlist-url URL --print-oidc-audience";
 
 /// Arguments of `ee deploy`.
 #[derive(Args)]
@@ -117,9 +127,13 @@ pub struct DeployArgs {
     /// The workload's main TCP port inside the TD.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     port: Option<u16>,
-    /// Environment variable holding the GitHub token (needs push access to the repo).
+    /// Environment variable holding the GitHub token: a token with push
+    /// access to the repo, or with an OIDC option the workflow's
+    /// GITHUB_TOKEN (contents: write, actions: read).
     #[arg(long, value_name = "VAR", default_value = "GITHUB_TOKEN")]
     token_env: String,
+    #[command(flatten)]
+    oidc: crate::oidc_args::OidcArgs,
     /// Root CA the agent's quotes must chain to: `intel` (production), `sim`
     /// (the simulated platform of dev images; without --collateral,
     /// collateral made for it), or a certificate file (PEM, DER, hex or base64).
@@ -172,6 +186,9 @@ pub fn run(args: DeployArgs) -> Result<(), Failure> {
     eprintln!("ee: verifying the agent at {}", args.agent);
     let agent = verify_agent(&args.agent, &args.repo, &options).map_err(connect_failure)?;
     describe_agent(&agent);
+    if args.oidc.describe(&agent.client, &agent.attested)? {
+        return Ok(());
+    }
     let client = agent.client;
 
     // Only now the secrets.
@@ -186,16 +203,31 @@ pub fn run(args: DeployArgs) -> Result<(), Failure> {
         seal: !args.no_seal,
         port: args.port,
         allowlist: Some(allowlist_ref),
+        github_token: None,
     };
     request
         .validate()
         .map_err(|e| anyhow!("deploy request: {e}"))?;
-    let accepted = client.deploy(&token, &request).map_err(agent_failure)?;
+    let oidc_token = args.oidc.token(&client)?;
+    let credential = match &oidc_token {
+        Some(id_token) => DeployCredential::Oidc {
+            id_token,
+            github_token: &token,
+            issuer: args.oidc.issuer(),
+        },
+        None => DeployCredential::GitHubToken(&token),
+    };
+    let accepted = client
+        .deploy_with(&credential, &request)
+        .map_err(agent_failure)?;
     eprintln!("ee: deployment {} accepted", accepted.id);
 
+    // The status views need the deploy's credential: with OIDC, the
+    // GITHUB_TOKEN would be refused (it names no user).
     let status = follow(
         client,
-        &token,
+        oidc_token.as_deref().unwrap_or(&token),
+        oidc_token.is_some(),
         &accepted.id,
         Duration::from_secs(args.timeout),
     )?;
@@ -441,10 +473,12 @@ fn private_env(args: &DeployArgs) -> anyhow::Result<BTreeMap<String, String>> {
 /// Poll the deployment, printing state changes and new log lines, until it
 /// reaches a final state or `timeout` passes. The deploy's `token` gets the
 /// full status (the log and a failure's reason), which the agent shows only
-/// to a caller with push access.
+/// to a caller with push access. An OIDC token (`oidc`) lives about five
+/// minutes: once the agent refuses it, the public view is followed.
 fn follow(
     mut client: AgentClient,
     token: &str,
+    oidc: bool,
     id: &str,
     timeout: Duration,
 ) -> Result<DeploymentStatus, Failure> {
@@ -452,11 +486,24 @@ fn follow(
     let mut last_state = None;
     let mut shown_tail: Vec<String> = Vec::new();
     let mut failures = 0;
+    let mut credential = Some(token);
     loop {
-        let status = match client.status_as(id, Some(token)) {
+        let status = match client.status_as(id, credential) {
             Ok(status) => {
                 failures = 0;
                 status
+            }
+            Err(AgentError::Status {
+                status: 401,
+                reason,
+                ..
+            }) if oidc && credential.is_some() => {
+                eprintln!(
+                    "ee: the agent no longer accepts the OIDC token for the status view \
+                     ({reason}); following the public view (no log)"
+                );
+                credential = None;
+                continue;
             }
             Err(AgentError::KeyChanged { .. }) => {
                 // The agent renewed its certificate with a new key: verify it

@@ -6,6 +6,7 @@
 
 mod bundle_cmd;
 mod deploy_cmd;
+mod oidc_args;
 mod quote_cmd;
 mod sim_cmd;
 mod trust_args;

@@ -4,7 +4,7 @@
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::config::Permission;
+use super::config::{Installation, Permission};
 use super::state::{Store, StoredArtifact, StoredAsset, StoredRelease};
 use super::storage::Blob;
 use super::wire::{now, rfc3339, ApiError, Incoming, Reply};
@@ -31,10 +31,13 @@ fn route(shared: &Shared, req: &mut Incoming<'_>) -> Result<Reply, ApiError> {
     let segments = req.segments.clone();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     match segments.as_slice() {
+        ["_services", "token", rest @ ..] if req.method == "GET" => {
+            super::oidc::handle(shared, req, rest)
+        }
         ["api", "v3", rest @ ..] => {
             require_user_agent(req)?;
             let caller = authenticate(shared, req)?;
-            api_v3(shared, req, caller.as_deref(), rest)
+            api_v3(shared, req, caller.as_ref(), rest)
         }
         ["api", "uploads", "repos", owner, name, "releases", id, "assets"]
             if req.method == "POST" =>
@@ -42,13 +45,13 @@ fn route(shared: &Shared, req: &mut Incoming<'_>) -> Result<Reply, ApiError> {
             require_user_agent(req)?;
             let caller = authenticate(shared, req)?;
             let repo = format!("{owner}/{name}");
-            require(shared, caller.as_deref(), &repo, Permission::Write)?;
-            upload_asset(shared, req, caller.as_deref(), &repo, parse_id(id)?)
+            require(shared, caller.as_ref(), &repo, Permission::Write)?;
+            upload_asset(shared, req, caller.as_ref(), &repo, parse_id(id)?)
         }
         [owner, name, "releases", "download", tag, asset] if req.method == "GET" => {
             let caller = authenticate(shared, req)?;
             let repo = format!("{owner}/{name}");
-            require(shared, caller.as_deref(), &repo, Permission::Read)?;
+            require(shared, caller.as_ref(), &repo, Permission::Read)?;
             browser_download(shared, &repo, tag, asset)
         }
         _ => Err(ApiError::not_found()),
@@ -66,39 +69,76 @@ fn require_user_agent(req: &Incoming<'_>) -> Result<(), ApiError> {
     }
 }
 
-/// The caller's login: `None` when anonymous, 401 for an unknown token (on
-/// every endpoint, public or not, as GitHub does).
-fn authenticate(shared: &Shared, req: &Incoming<'_>) -> Result<Option<String>, ApiError> {
+/// Who a request comes from.
+pub(super) enum Caller {
+    /// A user's token.
+    User(String),
+    /// An installation token (a workflow's `GITHUB_TOKEN`).
+    Installation(Installation),
+}
+
+/// The login GitHub shows for what a workflow's `GITHUB_TOKEN` does.
+const ACTIONS_BOT: &str = "github-actions[bot]";
+
+impl Caller {
+    fn login(&self) -> &str {
+        match self {
+            Caller::User(login) => login,
+            Caller::Installation(_) => ACTIONS_BOT,
+        }
+    }
+}
+
+/// The caller: `None` when anonymous, 401 for an unknown token (on every
+/// endpoint, public or not, as GitHub does).
+fn authenticate(shared: &Shared, req: &Incoming<'_>) -> Result<Option<Caller>, ApiError> {
     let Some(value) = req.header("authorization") else {
         return Ok(None);
     };
     let (scheme, token) = value.trim().split_once(' ').unwrap_or(("", ""));
     let scheme_ok = scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token");
-    match shared.config.login_for(token.trim()) {
-        Some(login) if scheme_ok => Ok(Some(login.to_owned())),
-        _ => Err(ApiError::bad_credentials()),
+    if !scheme_ok {
+        return Err(ApiError::bad_credentials());
     }
+    let token = token.trim();
+    if let Some(login) = shared.config.login_for(token) {
+        return Ok(Some(Caller::User(login.to_owned())));
+    }
+    match shared.config.installation_for(token) {
+        Some(installation) => Ok(Some(Caller::Installation(installation.clone()))),
+        None => Err(ApiError::bad_credentials()),
+    }
+}
+
+/// GitHub's answer when an installation token asks for what it may not.
+fn not_for_integrations() -> ApiError {
+    ApiError::new(403, "Resource not accessible by integration")
 }
 
 /// Checks `needed` in `repo`: 404 if the caller cannot even see it, 401 for
 /// anonymous writes, 403 for readers who try to write.
 fn require(
     shared: &Shared,
-    caller: Option<&str>,
+    caller: Option<&Caller>,
     repo: &str,
     needed: Permission,
 ) -> Result<Permission, ApiError> {
-    let level = shared
-        .config
-        .permission(caller, repo)
-        .ok_or_else(ApiError::not_found)?;
+    let level = match caller {
+        None => shared.config.permission(None, repo),
+        Some(Caller::User(login)) => shared.config.permission(Some(login), repo),
+        Some(Caller::Installation(installation)) => {
+            shared.config.installation_permission(installation, repo)
+        }
+    }
+    .ok_or_else(ApiError::not_found)?;
     if level < Permission::Read {
         return Err(ApiError::not_found());
     }
     if level < needed {
         return Err(match caller {
             None => ApiError::requires_authentication(),
-            Some(_) => ApiError::new(403, "Must have push access to repository"),
+            Some(Caller::Installation(_)) => not_for_integrations(),
+            Some(Caller::User(_)) => ApiError::new(403, "Must have push access to repository"),
         });
     }
     Ok(level)
@@ -107,14 +147,16 @@ fn require(
 fn api_v3(
     shared: &Shared,
     req: &mut Incoming<'_>,
-    caller: Option<&str>,
+    caller: Option<&Caller>,
     rest: &[&str],
 ) -> Result<Reply, ApiError> {
     match (req.method.as_str(), rest) {
-        ("GET", ["user"]) => {
-            let login = caller.ok_or_else(ApiError::requires_authentication)?;
-            Ok(Reply::json(200, &user_json(shared, login)))
-        }
+        ("GET", ["user"]) => match caller {
+            None => Err(ApiError::requires_authentication()),
+            // An installation is no user: a workflow's GITHUB_TOKEN gets 403.
+            Some(Caller::Installation(_)) => Err(not_for_integrations()),
+            Some(Caller::User(login)) => Ok(Reply::json(200, &user_json(shared, login))),
+        },
         (_, ["repos", owner, name, tail @ ..]) => {
             let repo = format!("{owner}/{name}");
             let level = require(shared, caller, &repo, Permission::Read)?;
@@ -127,19 +169,26 @@ fn api_v3(
 fn repo_endpoint(
     shared: &Shared,
     req: &mut Incoming<'_>,
-    caller: Option<&str>,
+    caller: Option<&Caller>,
     repo: &str,
     level: Permission,
     tail: &[&str],
 ) -> Result<Reply, ApiError> {
     let sees_drafts = level >= Permission::Write;
     match (req.method.as_str(), tail) {
-        ("GET", []) => Ok(Reply::json(200, &repo_json(shared, caller, repo, level))),
+        ("GET", []) => Ok(Reply::json(
+            200,
+            &repo_json(shared, caller.map(Caller::login), repo, level),
+        )),
         ("GET", ["collaborators", login, "permission"]) => collaborator(shared, repo, login),
         ("GET", ["releases"]) => list_releases(shared, req, repo, sees_drafts),
         ("POST", ["releases"]) => {
             require(shared, caller, repo, Permission::Write)?;
-            create_release(shared, req, caller.unwrap_or_default(), repo)
+            create_release(shared, req, caller.map_or("", Caller::login), repo)
+        }
+        ("PATCH", ["releases", id]) => {
+            require(shared, caller, repo, Permission::Write)?;
+            update_release(shared, req, repo, parse_id(id)?)
         }
         ("GET", ["releases", "latest"]) => {
             let store = shared.store();
@@ -335,6 +384,98 @@ fn create_release(
     Ok(Reply::json(201, &json).with_header("Location", location))
 }
 
+fn immutable(shared: &Shared, repo: &str) -> bool {
+    shared
+        .config
+        .repos
+        .get(repo)
+        .is_some_and(|r| r.immutable_releases)
+}
+
+/// `PATCH /releases/{id}`: name, body, tag, draft and prerelease. Publishing
+/// a draft (`draft: false`) sets `published_at`; a published release of a
+/// repository with immutable releases keeps its tag and cannot become a
+/// draft again.
+fn update_release(
+    shared: &Shared,
+    req: &mut Incoming<'_>,
+    repo: &str,
+    id: u64,
+) -> Result<Reply, ApiError> {
+    let body = req.read_body(shared.config.max_body_bytes)?;
+    let input: Map<String, Value> =
+        serde_json::from_slice(&body).map_err(|_| ApiError::new(400, "Problems parsing JSON"))?;
+    let text = |field: &str| -> Result<Option<String>, ApiError> {
+        match input.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(invalid_request(&format!(
+                "For 'properties/{field}', it is not a string."
+            ))),
+        }
+    };
+    let flag = |field: &str| -> Result<Option<bool>, ApiError> {
+        match input.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(invalid_request(&format!(
+                "For 'properties/{field}', it is not a boolean."
+            ))),
+        }
+    };
+    let (tag_name, name, notes) = (text("tag_name")?, text("name")?, text("body")?);
+    let (draft, prerelease) = (flag("draft")?, flag("prerelease")?);
+    let immutable = immutable(shared, repo);
+    let mut store = shared.store();
+    if let Some(tag) = &tag_name {
+        if store
+            .releases
+            .iter()
+            .any(|r| r.repo == repo && r.id != id && &r.tag_name == tag)
+        {
+            return Err(ApiError::validation(
+                "Release",
+                "tag_name",
+                "already_exists",
+            ));
+        }
+    }
+    let release = store
+        .release_mut(repo, id)
+        .ok_or_else(ApiError::not_found)?;
+    let changes_tag = tag_name.as_ref().is_some_and(|t| *t != release.tag_name);
+    if immutable && !release.draft && (changes_tag || draft == Some(true)) {
+        return Err(ApiError::new(
+            422,
+            "Cannot change the tag or draft state of an immutable release.",
+        ));
+    }
+    if let Some(tag) = tag_name {
+        release.tag_name = tag;
+    }
+    if name.is_some() {
+        release.name = name;
+    }
+    if notes.is_some() {
+        release.body = notes;
+    }
+    if let Some(prerelease) = prerelease {
+        release.prerelease = prerelease;
+    }
+    if let Some(draft) = draft {
+        if release.draft && !draft {
+            release.published_at = Some(now());
+        }
+        if draft {
+            release.published_at = None;
+        }
+        release.draft = draft;
+    }
+    let json = release_json(shared, release);
+    shared.persist(&store)?;
+    Ok(Reply::json(200, &json))
+}
+
 fn invalid_request(detail: &str) -> ApiError {
     ApiError::new(422, &format!("Invalid request.\n\n{detail}"))
 }
@@ -342,7 +483,7 @@ fn invalid_request(detail: &str) -> ApiError {
 fn upload_asset(
     shared: &Shared,
     req: &mut Incoming<'_>,
-    caller: Option<&str>,
+    caller: Option<&Caller>,
     repo: &str,
     release_id: u64,
 ) -> Result<Reply, ApiError> {
@@ -365,6 +506,12 @@ fn upload_asset(
     let release = store
         .release_mut(repo, release_id)
         .ok_or_else(ApiError::not_found)?;
+    if !release.draft && immutable(shared, repo) {
+        return Err(ApiError::new(
+            422,
+            "Cannot upload assets to an immutable release.",
+        ));
+    }
     if release.assets.iter().any(|a| a.name == name) {
         return Err(ApiError::validation(
             "ReleaseAsset",
@@ -377,7 +524,7 @@ fn upload_asset(
         name,
         label,
         content_type,
-        uploader: caller.unwrap_or_default().to_owned(),
+        uploader: caller.map_or("", Caller::login).to_owned(),
         created_at: now(),
         data,
     });

@@ -44,13 +44,47 @@ pub struct RepoConfig {
     /// Explicit permissions by login. The owner (the part before `/`) is
     /// always admin.
     pub collaborators: BTreeMap<String, Permission>,
+    /// GitHub's immutable releases: a published release takes no new
+    /// assets (422), so publishers create a draft, upload, then publish.
+    pub immutable_releases: bool,
+}
+
+/// A GitHub App installation token, such as a workflow's `GITHUB_TOKEN`:
+/// it acts on the listed repositories only and is no user, so `GET /user`
+/// answers 403 as GitHub does ("Resource not accessible by integration").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Installation {
+    /// The repositories (`owner/name`) the token may act on.
+    pub repos: BTreeSet<String>,
+    /// What it may do there (a workflow with `contents: write` has `write`).
+    pub permission: Permission,
+}
+
+/// What the Actions runtime knows about a job: the claims of the OIDC
+/// tokens it issues to a holder of the job's request token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActionsJob {
+    /// `repository`: `owner/name`.
+    pub repository: String,
+    /// `ref`, e.g. `refs/heads/main`.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// `environment`, if the job names one.
+    pub environment: Option<String>,
+    /// `actor`: who started the run.
+    pub actor: String,
 }
 
 /// Server configuration.
 ///
 /// ```json
 /// { "tokens": { "t-alice": "alice" },
-///   "repos": { "alice/app": { "private": true, "collaborators": { "bob": "read" } } },
+///   "installation_tokens": { "ghs-app": { "repos": ["alice/app"], "permission": "write" } },
+///   "actions_jobs": { "req-1": { "repository": "alice/app", "ref": "refs/heads/main", "actor": "alice" } },
+///   "repos": { "alice/app": { "private": true, "collaborators": { "bob": "read" },
+///                             "immutable_releases": true } },
 ///   "max_body_bytes": 67108864 }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +92,11 @@ pub struct RepoConfig {
 pub struct ServerConfig {
     /// Token → login. Requests may send `Authorization: Bearer T` or `token T`.
     pub tokens: BTreeMap<String, String>,
+    /// Installation tokens (a workflow's `GITHUB_TOKEN`) → what they may do.
+    pub installation_tokens: BTreeMap<String, Installation>,
+    /// Actions runtime request tokens (`ACTIONS_ID_TOKEN_REQUEST_TOKEN`) →
+    /// the job whose OIDC tokens `GET /_services/token/actions` issues.
+    pub actions_jobs: BTreeMap<String, ActionsJob>,
     /// `owner/name` → repository.
     pub repos: BTreeMap<String, RepoConfig>,
     /// Largest accepted request body; larger ones get 413.
@@ -79,6 +118,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             tokens: BTreeMap::new(),
+            installation_tokens: BTreeMap::new(),
+            actions_jobs: BTreeMap::new(),
             repos: BTreeMap::new(),
             max_body_bytes: 64 * 1024 * 1024,
             storage_url_ttl_secs: 60,
@@ -104,6 +145,38 @@ impl ServerConfig {
     /// Adds a token for `login`.
     pub fn with_token(mut self, token: &str, login: &str) -> Self {
         self.tokens.insert(token.to_owned(), login.to_owned());
+        self
+    }
+
+    /// Adds an installation token acting on `repos` with `permission`.
+    pub fn with_installation_token(
+        mut self,
+        token: &str,
+        repos: &[&str],
+        permission: Permission,
+    ) -> Self {
+        self.installation_tokens.insert(
+            token.to_owned(),
+            Installation {
+                repos: repos.iter().map(|r| (*r).to_owned()).collect(),
+                permission,
+            },
+        );
+        self
+    }
+
+    /// Adds an Actions job whose runtime request token is `request_token`.
+    pub fn with_actions_job(mut self, request_token: &str, job: ActionsJob) -> Self {
+        self.actions_jobs.insert(request_token.to_owned(), job);
+        self
+    }
+
+    /// Turns on immutable releases for `repo` (adding it as public if unknown).
+    pub fn with_immutable_releases(mut self, repo: &str) -> Self {
+        self.repos
+            .entry(repo.to_owned())
+            .or_default()
+            .immutable_releases = true;
         self
     }
 
@@ -143,6 +216,18 @@ impl ServerConfig {
             }
             check_login(login)?;
         }
+        for token in self
+            .installation_tokens
+            .keys()
+            .chain(self.actions_jobs.keys())
+        {
+            if token.is_empty() || token.contains(char::is_whitespace) {
+                bail!("an installation or Actions request token is empty or contains whitespace");
+            }
+            if self.tokens.contains_key(token) {
+                bail!("token {token:?} is both a user's and an installation's");
+            }
+        }
         for (repo, settings) in &self.repos {
             let Some((owner, name)) = repo.split_once('/') else {
                 bail!("repository {repo:?} is not owner/name");
@@ -168,6 +253,31 @@ impl ServerConfig {
     /// The login a token belongs to.
     pub(super) fn login_for(&self, token: &str) -> Option<&str> {
         self.tokens.get(token).map(String::as_str)
+    }
+
+    /// The installation a token belongs to.
+    pub(super) fn installation_for(&self, token: &str) -> Option<&Installation> {
+        self.installation_tokens.get(token)
+    }
+
+    /// An installation's effective permission in `repo`; `None` if there is no such repo.
+    pub(super) fn installation_permission(
+        &self,
+        installation: &Installation,
+        repo: &str,
+    ) -> Option<Permission> {
+        let settings = self.repos.get(repo)?;
+        let floor = if settings.private {
+            Permission::None
+        } else {
+            Permission::Read
+        };
+        let granted = if installation.repos.contains(repo) {
+            installation.permission
+        } else {
+            Permission::None
+        };
+        Some(granted.max(floor))
     }
 
     /// `login`'s effective permission in `repo`; `None` if there is no such repo.

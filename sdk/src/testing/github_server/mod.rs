@@ -9,8 +9,15 @@
 //!   metadata, and download through a 302 to a signed storage URL;
 //! - Actions artifacts: list, metadata, zip download through a 302 (410 once
 //!   expired); tests seed them with [`GithubServer::add_artifact`];
+//! - releases can be drafts, published by `PATCH` (`draft: false`); a repo
+//!   with immutable releases ([`RepoConfig::immutable_releases`]) refuses
+//!   uploads to a published release with 422, as GitHub does;
 //! - identity and permissions: `/user`, `/repos/{o}/{r}` with `permissions`,
-//!   `/repos/{o}/{r}/collaborators/{u}/permission`.
+//!   `/repos/{o}/{r}/collaborators/{u}/permission`; user tokens and
+//!   installation tokens (a workflow's `GITHUB_TOKEN`: 403 on `/user`, acts
+//!   on its repositories only);
+//! - a GitHub Actions OIDC issuer at `/_services/token` (JWKS, and the
+//!   Actions runtime's token endpoint), see [`GithubServer::oidc_issuer`].
 //!
 //! Storage is served by a second listener, a different origin, as release
 //! storage is for api.github.com; like S3 it refuses requests that carry an
@@ -18,6 +25,7 @@
 
 mod api;
 mod config;
+mod oidc;
 mod state;
 mod storage;
 mod wire;
@@ -31,9 +39,11 @@ use std::thread::JoinHandle;
 use anyhow::{anyhow, bail, Context};
 use tiny_http::{Header, Response, Server};
 
-pub use config::{Permission, RepoConfig, ServerConfig};
+pub use config::{ActionsJob, Installation, Permission, RepoConfig, ServerConfig};
+pub use oidc::{ISSUER_PATH, TOKEN_LIFETIME_SECS};
 pub use storage::STORAGE_PATH_PREFIX;
 
+use crate::oidc::test_signer::TestSigner;
 use state::{Store, StoredArtifact};
 use storage::Storage;
 use wire::{now, ApiError, Incoming, Reply};
@@ -117,6 +127,8 @@ struct Shared {
     faults: Mutex<Vec<Fault>>,
     log: Mutex<VecDeque<LoggedRequest>>,
     stopping: AtomicBool,
+    /// The OIDC issuer's (public, test-only) signing key.
+    signer: TestSigner,
 }
 
 impl Shared {
@@ -225,6 +237,7 @@ impl GithubServer {
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(VecDeque::new()),
             stopping: AtomicBool::new(false),
+            signer: TestSigner::issuer()?,
             config,
         });
         let count = shared.config.workers;
@@ -258,6 +271,26 @@ impl GithubServer {
     /// The REST API base URL, e.g. `http://127.0.0.1:PORT/api/v3`.
     pub fn base_url(&self) -> String {
         Urls::for_host(&self.api_addr.to_string()).api
+    }
+
+    /// The OIDC issuer, `http://127.0.0.1:PORT/_services/token`: what a
+    /// launch config's `oidc.issuer` names to trust this server's tokens.
+    pub fn oidc_issuer(&self) -> String {
+        format!(
+            "{}{ISSUER_PATH}",
+            Urls::for_host(&self.api_addr.to_string()).web
+        )
+    }
+
+    /// The claims of a token the Actions runtime would issue now to `job`
+    /// with `audience`; tests change them before [`GithubServer::sign_oidc`].
+    pub fn oidc_claims(&self, job: &ActionsJob, audience: &str) -> serde_json::Value {
+        oidc::job_claims(job, &self.oidc_issuer(), audience, now())
+    }
+
+    /// `claims` as a JWT signed by this server's issuer key.
+    pub fn sign_oidc(&self, claims: &serde_json::Value) -> anyhow::Result<String> {
+        Ok(self.shared.signer.sign(claims)?)
     }
 
     /// The address of the API listener.
