@@ -517,6 +517,20 @@ impl WorkloadPolicy {
     }
 }
 
+/// The version of the policy whose digest is `digest`, if this build knows it.
+pub fn known_version(digest: &[u8; 32]) -> Option<u32> {
+    let v1 = WorkloadPolicy::v1().digest().ok()?;
+    (&v1 == digest).then_some(WORKLOAD_POLICY_VERSION)
+}
+
+/// How a verifier names the policy a bundle event records.
+pub fn describe(digest: &[u8; 32]) -> String {
+    match known_version(digest) {
+        Some(version) => format!("workload policy v{version} ({})", hex::encode(digest)),
+        None => format!("an unknown workload policy ({})", hex::encode(digest)),
+    }
+}
+
 /// One refused setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {

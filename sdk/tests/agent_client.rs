@@ -142,6 +142,8 @@ struct Spec {
     github_api_url: Option<&'static str>,
     fault: Fault,
     statuses: Vec<DeploymentStatus>,
+    /// Measured after the config event.
+    events: Vec<Event>,
 }
 
 impl Default for Spec {
@@ -151,6 +153,7 @@ impl Default for Spec {
             github_api_url: None,
             fault: Fault::None,
             statuses: vec![status(DeploymentState::Running, &["up"], None)],
+            events: Vec::new(),
         }
     }
 }
@@ -227,6 +230,10 @@ impl TestAgent {
             td.extend_rtmr(3, digest).map(|_| ())
         })
         .unwrap();
+        for event in spec.events {
+            log.push_extended(event, |digest| td.extend_rtmr(3, digest).map(|_| ()))
+                .unwrap();
+        }
         if spec.fault == Fault::UnloggedEvent {
             td.extend_rtmr(3, &rtmr::sha384(b"hidden event")).unwrap();
         }
@@ -1128,4 +1135,89 @@ fn ee_deploy_input_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--env NOT_SET_ANYWHERE: not set"));
     assert!(!agent.saw_deploy());
+}
+
+// ---------------------------------------------------------------------------
+// `ee verify --agent`: the newest workload event says what runs.
+
+fn ee_verify_agent(url: &str, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ee"))
+        .args(["verify", REPO, "--agent", url, "--root", "sim"])
+        .args(extra)
+        .env_remove("GITHUB_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn bundle_event(digest: [u8; 32], images_pinned: bool) -> Event {
+    Event::Bundle(easyenclave::eventlog::BundleEvent {
+        digest,
+        repo: REPO.to_owned(),
+        artifact_id: None,
+        source: "inline".to_owned(),
+        policy: easyenclave::workload_policy::WorkloadPolicy::v1()
+            .digest()
+            .unwrap(),
+        images_pinned,
+    })
+}
+
+#[test]
+fn ee_verify_agent_reports_no_bundle_after_a_failed_first_deploy() {
+    let digest = [0x5a; 32];
+    let failed = TestAgent::start(Spec {
+        events: vec![
+            bundle_event(digest, true),
+            Event::Stopped(easyenclave::eventlog::StoppedEvent {
+                digest,
+                reason: "first deploy failed".to_owned(),
+            }),
+        ],
+        ..Spec::default()
+    });
+    let out = ee_verify_agent(&failed.url, &["--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["running_bundle"], serde_json::Value::Null, "{doc:#}");
+    let out = ee_verify_agent(&failed.url, &[]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("running:     no bundle (none deployed, or the last one was stopped)"),
+        "{stdout}"
+    );
+    // --require-pinned needs a running bundle.
+    let out = ee_verify_agent(&failed.url, &["--require-pinned"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--require-pinned: no bundle runs"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A running bundle is reported with its pinning and policy.
+    let running = TestAgent::start(Spec {
+        events: vec![bundle_event(digest, false)],
+        ..Spec::default()
+    });
+    let out = ee_verify_agent(&running.url, &["--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["running_bundle"]["digest"], hex::encode(digest));
+    assert_eq!(doc["running_bundle"]["images_pinned"], false);
+    let out = ee_verify_agent(&running.url, &[]);
+    assert!(
+        text(&out.stdout).contains("enforced workload policy v1"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = ee_verify_agent(&running.url, &["--require-pinned"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "--require-pinned: the running bundle {} has images_pinned: false",
+            hex::encode(digest)
+        )),
+        "{}",
+        text(&out.stderr)
+    );
 }

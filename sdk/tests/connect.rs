@@ -103,6 +103,9 @@ struct Deployment {
     release_tag: String,
     timestamp: u64,
     bundle: Option<[u8; 32]>,
+    images_pinned: bool,
+    /// A measured `stopped` event after the bundle (a failed first deploy).
+    stopped: bool,
     sealed: bool,
     /// Appended to the log without extending RTMR3 (a log that lies).
     unmeasured: Option<Event>,
@@ -133,7 +136,17 @@ impl Deployment {
                     "https://api.github.com/repos/{}/actions/artifacts/42",
                     self.repo
                 ),
+                policy: easyenclave::workload_policy::WorkloadPolicy::v1()
+                    .digest()
+                    .unwrap(),
+                images_pinned: self.images_pinned,
             }));
+            if self.stopped {
+                events.push(Event::Stopped(easyenclave::eventlog::StoppedEvent {
+                    digest,
+                    reason: "first deploy failed".to_owned(),
+                }));
+            }
         }
         if self.sealed {
             events.push(Event::Seal(SealEvent {
@@ -265,6 +278,8 @@ impl World {
             release_tag: release_tag.to_owned(),
             timestamp: self.now - 60,
             bundle: Some(BUNDLE),
+            images_pinned: true,
+            stopped: false,
             sealed: true,
             unmeasured: None,
             tee_tcb_svn: None,
@@ -492,6 +507,48 @@ fn a_deployment_without_a_bundle_is_rejected() {
     world.deploy(&empty);
     let err = world.connect(&world.options()).unwrap_err();
     assert!(matches!(err, ConnectError::NoBundle), "{err}");
+}
+
+#[test]
+fn a_stopped_bundle_is_not_running() {
+    let world = World::new();
+    let mut failed = world.deployment(TAG);
+    failed.stopped = true;
+    world.deploy(&failed);
+    let err = world.connect(&world.options()).unwrap_err();
+    assert!(matches!(err, ConnectError::NoBundle), "{err}");
+    assert!(
+        err.to_string()
+            .contains("the last workload event is `stopped`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn require_pinned_refuses_images_pulled_by_tag() {
+    let world = World::new();
+    let mut by_tag = world.deployment(TAG);
+    by_tag.images_pinned = false;
+    world.deploy(&by_tag);
+    let service = world.connect(&world.options()).unwrap();
+    assert!(
+        !service.bundle.images_pinned,
+        "reported, accepted by default"
+    );
+    assert_eq!(
+        service.bundle.policy,
+        easyenclave::workload_policy::WorkloadPolicy::v1()
+            .digest()
+            .unwrap()
+    );
+    let strict = ConnectOptions {
+        require_pinned: true,
+        ..world.options()
+    };
+    match world.connect(&strict).unwrap_err() {
+        ConnectError::NotPinned { digest } => assert_eq!(digest, hex::encode(BUNDLE)),
+        other => panic!("{other}"),
+    }
 }
 
 #[test]

@@ -197,16 +197,16 @@ fn check_variant(entry: &MeasurementSet, options: &ConnectOptions) -> Result<(),
     Ok(())
 }
 
-/// The running bundle: the last bundle event, which must exist and, when
-/// the options name one, have the expected digest.
+/// The running bundle: the last bundle event, which must exist, must not be
+/// followed by a `stopped` event, must have the expected digest when the
+/// options name one, and pinned images when the options require them.
 fn check_bundle(
     document: &AttestationDocument,
     options: &ConnectOptions,
 ) -> Result<BundleEvent, ConnectError> {
     let running = document
         .event_log
-        .bundles()
-        .last()
+        .running_bundle()
         .ok_or(ConnectError::NoBundle)?;
     if let Some(expected) = options.expect_bundle {
         if running.digest != expected {
@@ -215,6 +215,11 @@ fn check_bundle(
                 running: hex::encode(running.digest),
             });
         }
+    }
+    if options.require_pinned && !running.images_pinned {
+        return Err(ConnectError::NotPinned {
+            digest: hex::encode(running.digest),
+        });
     }
     Ok(running.clone())
 }

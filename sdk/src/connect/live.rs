@@ -39,7 +39,7 @@ pub fn open(
     let client = AgentClient::connect(&service.endpoint, trust).map_err(live)?;
     let attested = client.attest().map_err(live)?;
     same_td(&service.td_report, &attested.quote.measurements)?;
-    let running = attested.event_log.bundles().last().map(|b| b.digest);
+    let running = attested.event_log.running_bundle().map(|b| b.digest);
     if running != Some(service.bundle.digest) {
         return Err(ConnectError::LiveBundle {
             published: hex::encode(service.bundle.digest),

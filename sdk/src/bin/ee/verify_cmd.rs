@@ -102,6 +102,10 @@ pub struct VerifyArgs {
     /// Accept a deployment that was not sealed.
     #[arg(long)]
     allow_unsealed: bool,
+    /// Require every image of the running bundle to be carried in the bundle
+    /// or pinned by @sha256 digest (its bundle event's images_pinned).
+    #[arg(long)]
+    require_pinned: bool,
     /// Oldest attestation accepted: a number with a unit s, m, h or d.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration,
           default_value = DEFAULT_MAX_AGE_ARG)]
@@ -317,6 +321,24 @@ fn verify_live(args: &VerifyArgs, url: &str) -> Result<(), Failure> {
         .map(|b| hex::encode(b.digest))
         .collect();
     let sealed = attested.event_log.is_sealed();
+    // The newest workload event says what runs: a `stopped` event after the
+    // last bundle (a failed first deploy) means nothing does.
+    let running = attested.event_log.running_bundle();
+    if args.require_pinned && !running.is_some_and(|b| b.images_pinned) {
+        let why = match running {
+            None => "no bundle runs".to_owned(),
+            Some(b) => format!(
+                "the running bundle {} has images_pinned: false",
+                hex::encode(b.digest)
+            ),
+        };
+        let e = anyhow!("agent {url}: --require-pinned: {why}, expected every image carried in the bundle or pinned by @sha256 digest");
+        if args.json {
+            let doc = serde_json::json!({"verified": false, "agent": url, "error": e.to_string()});
+            println!("{doc:#}");
+        }
+        return Err(Failure::Rejected(e));
+    }
     if args.json {
         let doc = serde_json::json!({
             "verified": true,
@@ -327,6 +349,7 @@ fn verify_live(args: &VerifyArgs, url: &str) -> Result<(), Failure> {
             "advisory_ids": quote.advisory_ids,
             "allowlist_entry": quote.allowlist_entry,
             "bundles": bundles,
+            "running_bundle": running,
             "sealed": sealed,
             "event_log": attested.event_log,
             "spki_sha256": hex::encode(Sha256::digest(client.pinned_spki_der())),
@@ -352,6 +375,17 @@ fn verify_live(args: &VerifyArgs, url: &str) -> Result<(), Failure> {
             bundles.join(", ")
         }
     );
+    match running {
+        Some(bundle) => {
+            println!("  running:     {}", hex::encode(bundle.digest));
+            println!("               {}", pinned_text(bundle));
+            println!(
+                "               enforced {}",
+                easyenclave::workload_policy::describe(&bundle.policy)
+            );
+        }
+        None => println!("  running:     no bundle (none deployed, or the last one was stopped)"),
+    }
     println!("  sealed:      {}", if sealed { "yes" } else { "no" });
     println!(
         "  TLS key:     spki sha256 {} (quote in its certificate binds it)",
@@ -422,10 +456,21 @@ fn options(args: &VerifyArgs) -> anyhow::Result<ConnectOptions> {
         collateral,
         expect_bundle: args.expect_bundle,
         allow_unsealed: args.allow_unsealed,
+        require_pinned: args.require_pinned,
         max_age: args.max_age,
         now: args.now,
         ..ConnectOptions::default()
     })
+}
+
+/// Whether a bundle's images are fixed by its digest, for the summaries.
+fn pinned_text(bundle: &easyenclave::eventlog::BundleEvent) -> &'static str {
+    if bundle.images_pinned {
+        "images: every one carried in the bundle or pinned by @sha256 digest"
+    } else {
+        "images: some pulled by tag or built, not fixed by the bundle digest \
+         (--require-pinned refuses this)"
+    }
 }
 
 /// The human summary of a verified deployment.
@@ -454,6 +499,13 @@ fn print_service(service: &VerifiedService, args: &VerifyArgs, out: &mut dyn std
     )
     .ok();
     writeln!(out, "               from {}", bundle.source).ok();
+    writeln!(out, "               {}", pinned_text(bundle)).ok();
+    writeln!(
+        out,
+        "               enforced {}",
+        easyenclave::workload_policy::describe(&bundle.policy)
+    )
+    .ok();
     if service.bundles.len() > 1 {
         writeln!(
             out,
