@@ -3,7 +3,8 @@
 //! (tokens, permissions, artifacts, releases), the simulated TD, a scratch
 //! root for the work directory and sealing, and a fake `docker` that
 //! records every call (argv and environment) and keeps compose projects'
-//! states in files outside that root.
+//! states in files outside that root. `docker compose config`, which the
+//! workload policy reads, is the real compose v2 (see [`real_compose`]).
 //!
 //! A background thread reaps every child and hands statuses back as
 //! PID1's main loop does, so docker commands go through that path too.
@@ -73,6 +74,7 @@ project=$3
 file=$5
 if [ ! -f "$file" ]; then echo "open $file: no such file" >&2; exit 1; fi
 case "$6" in
+config) exec "@COMPOSE@" -p "$project" -f "$file" config "$7" "$8" ;;
 up)
   if grep -q 'fake-docker: slow' "$file"; then sleep 2; fi
   if grep -q 'fake-docker: fail-up' "$file"; then
@@ -95,6 +97,43 @@ ps)
 esac
 "#;
 
+/// The real docker compose v2 CLI plugin: `$EE_DOCKER_COMPOSE`, or where
+/// Debian's `docker-compose` package (v2 from trixie; `scripts/install-deps`
+/// installs it) or docker's own packages put it. The policy tests need the
+/// real renderer (interpolation, long-syntax volumes, absolute paths), so
+/// without it every deploy test fails, with or without `CI`: never a
+/// silent pass.
+fn real_compose() -> PathBuf {
+    let candidates = std::env::var_os("EE_DOCKER_COMPOSE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(
+            [
+                "/usr/libexec/docker/cli-plugins/docker-compose",
+                "/usr/lib/docker/cli-plugins/docker-compose",
+                "/usr/local/lib/docker/cli-plugins/docker-compose",
+            ]
+            .map(PathBuf::from),
+        );
+    for path in candidates {
+        let Ok(out) = std::process::Command::new(&path).arg("version").output() else {
+            continue;
+        };
+        let version = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success()
+            && (version.contains("version 2.") || version.contains("version v2."))
+        {
+            return path;
+        }
+    }
+    panic!(
+        "the deploy tests need docker compose v2 for the workload policy's \
+         `docker compose config` (CI={:?}): run scripts/install-deps (Debian \
+         package docker-compose from trixie) or set EE_DOCKER_COMPOSE to the plugin binary",
+        std::env::var("CI").ok()
+    );
+}
+
 /// The fake docker script, written once before any test starts a process
 /// (writing an executable while another thread forks risks ETXTBSY).
 fn fake_docker() -> &'static Path {
@@ -102,7 +141,9 @@ fn fake_docker() -> &'static Path {
     PATH.get_or_init(|| {
         let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("ee-init-fake-docker-{}", std::process::id()));
-        std::fs::write(&path, FAKE_DOCKER).unwrap();
+        let compose = real_compose();
+        let script = FAKE_DOCKER.replace("@COMPOSE@", compose.to_str().unwrap());
+        std::fs::write(&path, script).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path
     })
@@ -502,7 +543,27 @@ fn happy_path_runs_seals_and_publishes_a_verifiable_attestation() {
     // docker: the image loaded, the project started with the private env
     // in its environment only.
     let calls = agent.docker_calls();
-    let call_lines: Vec<&str> = calls.lines().filter(|l| l.starts_with("CALL")).collect();
+    let all_calls: Vec<&str> = calls.lines().filter(|l| l.starts_with("CALL")).collect();
+    // The workload policy's two renders come first, before anything loads:
+    // one with placeholders for the private values, one with them.
+    assert!(
+        all_calls[..2]
+            .iter()
+            .all(|l| l.ends_with("/bundle/compose.yaml config --format json")),
+        "{calls}"
+    );
+    let renders: Vec<&str> = calls
+        .split("CALL ")
+        .filter(|c| c.contains(" config "))
+        .collect();
+    assert!(
+        renders[0].contains("ENV API_KEY=ee-private-value"),
+        "{}",
+        renders[0]
+    );
+    assert!(!renders[0].contains(MARKER), "{}", renders[0]);
+    assert!(renders[1].contains(&format!("ENV API_KEY={MARKER}")));
+    let call_lines: Vec<&str> = all_calls[2..].to_vec();
     assert!(call_lines[0].starts_with("CALL load -i "), "{calls}");
     assert!(call_lines[0].ends_with("/bundle/images/app.tar"), "{calls}");
     assert!(
@@ -840,7 +901,7 @@ fn redeploys_replace_fall_back_and_never_seal_twice() {
     let compose_calls: Vec<String> = agent
         .docker_calls()
         .lines()
-        .filter(|l| l.starts_with("CALL compose") && !l.contains(" ps "))
+        .filter(|l| l.starts_with("CALL compose") && !l.contains(" ps ") && !l.contains(" config "))
         .map(|l| {
             let words: Vec<&str> = l.split(' ').collect();
             format!("{} {}", words[3], words[6..].join(" "))
