@@ -85,7 +85,9 @@ up)
   fi
   echo running > "$state/$project" ;;
 stop) if [ -f "$state/$project" ]; then echo stopped > "$state/$project"; fi ;;
-start) if [ -f "$state/$project" ]; then echo running > "$state/$project"; fi ;;
+start)
+  if grep -q 'fake-docker: fail-start' "$file"; then echo "cannot start $project" >&2; exit 1; fi
+  if [ -f "$state/$project" ]; then echo running > "$state/$project"; fi ;;
 down) rm -f "$state/$project" ;;
 ps)
   case "$(cat "$state/$project" 2>/dev/null)" in
@@ -1103,4 +1105,195 @@ fn a_failed_seal_fails_the_deploy_and_records_no_seal_event() {
         .list_releases(&RepoName::parse(REPO).unwrap())
         .unwrap();
     assert!(releases.is_empty(), "nothing published");
+}
+
+// ---------------------------------------------------------------------------
+// The workload policy (issue 13, "Which workloads") and the truthful log
+// ("The log tells the truth").
+
+/// Each dangerous compose file: the deploy fails naming the service and the
+/// field, nothing of it starts, no bundle event is recorded, and the
+/// previous workload runs on.
+#[test]
+fn the_workload_policy_refuses_dangerous_projects_and_the_previous_one_runs_on() {
+    let agent = Agent::new();
+    let good = agent.artifact(bundle_zip(COMPOSE));
+    let first = agent.deploy(&request(BundleSource::Artifact { id: good }));
+    assert_eq!(agent.wait(&first).state, DeploymentState::Running);
+    let events_before = agent.events();
+
+    let web = |lines: &str| format!("services:\n  web:\n    image: app:latest\n{lines}");
+    let cases: Vec<(String, Option<(&str, &str)>, &str)> =
+        vec![
+        (web("    privileged: true\n"), None, "service \"web\": privileged: found true"),
+        (
+            web("    network_mode: host\n"),
+            None,
+            "service \"web\": network_mode: found \"host\"",
+        ),
+        (
+            web("    volumes:\n      - /:/host\n"),
+            None,
+            "service \"web\": volumes[0].source: found bind mount of \"/\"",
+        ),
+        (
+            web("    volumes:\n      - /var/run/docker.sock:/var/run/docker.sock\n"),
+            None,
+            "service \"web\": volumes[0].source: found bind mount of \"/var/run/docker.sock\" \
+             (the docker socket /var/run/docker.sock)",
+        ),
+        (
+            "services:\n  web:\n    image: ${IMAGE}\n".to_owned(),
+            Some(("IMAGE", "registry.attacker.test/evil:1")),
+            "service \"web\": services.web.image: found a value that changes with the private env",
+        ),
+    ];
+    for (n, (compose, private, expected)) in cases.into_iter().enumerate() {
+        let artifact = agent.artifact(bundle_zip(&compose));
+        let mut deploy = request(BundleSource::Artifact { id: artifact });
+        if let Some((name, value)) = private {
+            deploy.env.insert(name.to_owned(), value.to_owned());
+        }
+        let id = agent.deploy(&deploy);
+        let status = agent.wait(&id);
+        assert_eq!(status.state, DeploymentState::Failed, "{compose}");
+        let reason = status.reason.unwrap();
+        assert!(
+            reason.contains(expected),
+            "case {n}: {reason}\nshould say: {expected}"
+        );
+        assert!(reason.ends_with("nothing was started"), "{reason}");
+        assert!(
+            !reason.contains("attacker"),
+            "private values are not echoed: {reason}"
+        );
+        assert_eq!(status.bundle_digest, None, "not measured");
+        let project = format!("ee-{id}");
+        let touched: Vec<String> = agent
+            .docker_calls()
+            .lines()
+            .filter(|l| {
+                l.starts_with(&format!("CALL compose -p {project} ")) && !l.contains(" config ")
+            })
+            .map(str::to_owned)
+            .collect();
+        assert!(touched.is_empty(), "only rendered, never run: {touched:?}");
+        assert_eq!(agent.project_state(&project), None);
+        assert_eq!(agent.project_state("ee-d1").as_deref(), Some("running"));
+        assert_eq!(agent.status(&first).state, DeploymentState::Running);
+        assert_eq!(agent.events(), events_before, "no event recorded");
+        let work = agent.root.path().join("run/ee/deploy").join(&id);
+        assert!(!work.exists(), "work dir removed");
+    }
+    assert_eq!(
+        agent.measured.log().running_bundle().map(|b| b.digest),
+        events_before.iter().rev().find_map(|e| match e {
+            Event::Bundle(b) => Some(b.digest),
+            _ => None,
+        })
+    );
+}
+
+/// A private variable used only as an environment value is fine, even in
+/// `${VAR:?}` form; the bundle event records the policy and pinning.
+#[test]
+fn private_values_as_environment_values_pass_and_the_event_records_the_policy() {
+    let agent = Agent::new();
+    let compose = "services:\n  web:\n    image: app:latest\n    environment:\n      \
+                   DB_URL: postgres://app:${API_KEY:?}@db/app\n      MODE: ${MODE}\n";
+    let source = bundle_dir(
+        compose,
+        &[("images/app.tar", &docker_save_tar(&["app:latest"]))],
+    );
+    let artifact = agent.artifact(zip_dir(source.path()).unwrap());
+    let id = agent.deploy(&request(BundleSource::Artifact { id: artifact }));
+    let status = agent.wait(&id);
+    assert_eq!(status.state, DeploymentState::Running, "{status:?}");
+    let bundle = agent.measured.log().running_bundle().cloned().unwrap();
+    assert_eq!(
+        bundle.policy,
+        easyenclave::workload_policy::WorkloadPolicy::v1()
+            .digest()
+            .unwrap()
+    );
+    assert!(
+        bundle.images_pinned,
+        "app:latest is carried in images/app.tar"
+    );
+
+    // Pulled by tag: recorded as not pinned.
+    let by_tag = agent.artifact(bundle_zip("services:\n  web:\n    image: nginx:1.27\n"));
+    let id = agent.deploy(&request(BundleSource::Artifact { id: by_tag }));
+    assert_eq!(agent.wait(&id).state, DeploymentState::Running);
+    assert!(!agent.measured.log().running_bundle().unwrap().images_pinned);
+}
+
+/// A minimal `docker save` archive: a layer entry, then manifest.json.
+fn docker_save_tar(tags: &[&str]) -> Vec<u8> {
+    let manifest = serde_json::json!([{"Config": "config.json", "RepoTags": tags, "Layers": []}]);
+    let mut out = Vec::new();
+    for (name, content) in [
+        ("config.json", b"{}".to_vec()),
+        ("manifest.json", manifest.to_string().into_bytes()),
+    ] {
+        let mut header = [0u8; 512];
+        header[..name.len()].copy_from_slice(name.as_bytes());
+        header[124..136].copy_from_slice(format!("{:011o}\0", content.len()).as_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&content);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+/// A failed first deploy leaves a bundle event for a workload that does not
+/// run: a `stopped` event for it follows, so no bundle runs.
+#[test]
+fn a_failed_first_deploy_records_a_stopped_event() {
+    let agent = Agent::new();
+    let failing = bundle_zip(&format!("# fake-docker: fail-up\n{COMPOSE}"));
+    let artifact = agent.artifact(failing);
+    let id = agent.deploy(&request(BundleSource::Artifact { id: artifact }));
+    let status = agent.wait(&id);
+    assert_eq!(status.state, DeploymentState::Failed);
+    let digest = status.bundle_digest.unwrap();
+    match agent.events().as_slice() {
+        [Event::Config { .. }, Event::Bundle(bundle), Event::Stopped(stopped)] => {
+            assert_eq!(hex::encode(bundle.digest), digest);
+            assert_eq!(stopped.digest, bundle.digest);
+            assert_eq!(stopped.reason, "the first deploy failed; nothing runs");
+        }
+        other => panic!("unexpected events {other:?}"),
+    }
+    assert_eq!(agent.measured.log().running_bundle(), None);
+    assert!(status
+        .log_tail
+        .iter()
+        .any(|l| l.contains("stopped event for bundle")));
+}
+
+/// A failed redeploy whose previous deployment cannot start again: the new
+/// bundle is marked stopped, so the log does not claim it runs.
+#[test]
+fn a_rollback_that_cannot_restart_the_previous_records_a_stopped_event() {
+    let agent = Agent::new();
+    let first = agent.artifact(bundle_zip(&format!("# fake-docker: fail-start\n{COMPOSE}")));
+    let first = agent.deploy(&request(BundleSource::Artifact { id: first }));
+    assert_eq!(agent.wait(&first).state, DeploymentState::Running);
+    let second = agent.artifact(bundle_zip(&format!("# fake-docker: fail-up\n{COMPOSE}")));
+    let second = agent.deploy(&request(BundleSource::Artifact { id: second }));
+    let status = agent.wait(&second);
+    assert_eq!(status.state, DeploymentState::Failed);
+    assert_eq!(agent.status(&first).state, DeploymentState::Failed);
+    let events = agent.events();
+    let Some(Event::Stopped(stopped)) = events.last() else {
+        panic!("last event is not stopped: {events:?}");
+    };
+    assert_eq!(hex::encode(stopped.digest), status.bundle_digest.unwrap());
+    assert_eq!(
+        stopped.reason,
+        "the deploy failed and the previous deployment did not start again"
+    );
+    assert_eq!(agent.measured.log().running_bundle(), None);
 }
