@@ -1123,7 +1123,9 @@ fn the_workload_policy_refuses_dangerous_projects_and_the_previous_one_runs_on()
     let events_before = agent.events();
 
     let web = |lines: &str| format!("services:\n  web:\n    image: app:latest\n{lines}");
-    let cases: Vec<(String, Option<(&str, &str)>, &str)> =
+    /// (compose file, a private variable, the refusal expected)
+    type Case = (String, Option<(&'static str, &'static str)>, &'static str);
+    let cases: Vec<Case> =
         vec![
         (web("    privileged: true\n"), None, "service \"web\": privileged: found true"),
         (

@@ -429,7 +429,12 @@ impl WorkloadPolicy {
             .iter()
             .find(|socket| Path::new(socket.as_str()).starts_with(&path))
         {
-            return Some(format!("the docker socket {socket}"));
+            if Path::new(socket.as_str()) == path {
+                return Some(format!("the docker socket {socket}"));
+            }
+            return Some(format!(
+                "outside the bundle directory, and it holds the docker socket {socket}"
+            ));
         }
         if path.starts_with(bundle_dir) {
             return None;
@@ -972,7 +977,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "workload policy v1 refuses the compose project: service \"web\": volumes[0].source: \
-             found bind mount of \"/\" (the docker socket /run/docker.sock), expected a path inside \
+             found bind mount of \"/\" (outside the bundle directory, and it holds the docker socket \
+             /run/docker.sock), expected a path inside \
              the bundle directory /run/ee/deploy/d1/bundle, a named volume or tmpfs"
         );
         refused(
