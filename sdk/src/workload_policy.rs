@@ -26,7 +26,8 @@
 //! found and what was expected):
 //!
 //! - `privileged: true` and `use_api_socket: true` (compose 2.38+ mounts the
-//!   docker socket) are refused;
+//!   docker socket) are refused, on the service and on its `post_start` /
+//!   `pre_stop` hooks;
 //! - `network_mode`, `pid`, `ipc`, `uts`, `userns_mode`, `cgroup`: `host` is
 //!   refused, and so is `container:NAME` (a container outside the project;
 //!   the agent's own namespaces are the host's). `service:NAME` joins
@@ -230,6 +231,27 @@ impl WorkloadPolicy {
             if let Some(value) = service.get(flag) {
                 if truthy(value) {
                     out.push(Violation::new(&at, flag, &render(value), "false or absent"));
+                }
+            }
+        }
+        // Lifecycle hooks (compose 2.30+) run commands in the container and
+        // may ask for privileges of their own: the same flags apply to them.
+        for hooks in ["post_start", "pre_stop"] {
+            let Some(list) = service.get(hooks) else {
+                continue;
+            };
+            for (i, hook) in items(list).iter().enumerate() {
+                for flag in &self.refused_flags {
+                    if let Some(value) = hook.get(flag) {
+                        if truthy(value) {
+                            out.push(Violation::new(
+                                &at,
+                                &format!("{hooks}[{i}].{flag}"),
+                                &render(value),
+                                "false or absent",
+                            ));
+                        }
+                    }
                 }
             }
         }
@@ -879,6 +901,14 @@ mod tests {
     fn every_service_rule_refuses_naming_the_field() {
         refused(json!({"privileged": true}), "privileged");
         refused(json!({"use_api_socket": true}), "use_api_socket");
+        refused(
+            json!({"post_start": [{"command": "id"}, {"command": "sh", "privileged": true}]}),
+            "post_start[1].privileged",
+        );
+        refused(
+            json!({"pre_stop": [{"command": "x", "privileged": "true"}]}),
+            "pre_stop[0].privileged",
+        );
         for field in ["network_mode", "pid", "ipc", "uts", "userns_mode", "cgroup"] {
             refused(json!({ field: "host" }), field);
         }

@@ -818,6 +818,42 @@ fn stderr(output: &Output) -> String {
 }
 
 #[test]
+fn ee_verify_require_pinned_and_a_stopped_bundle() {
+    let world = World::new();
+    let mut by_tag = world.deployment(TAG);
+    by_tag.images_pinned = false;
+    world.deploy(&by_tag);
+    let output = ee_verify(&world, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("images: some pulled by tag or built"),
+        "{text}"
+    );
+    assert!(text.contains("enforced workload policy v1 ("), "{text}");
+    let output = ee_verify(&world, &["--require-pinned", "--json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let doc: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(doc["check"], "not_pinned");
+    assert!(
+        doc["error"]
+            .as_str()
+            .unwrap()
+            .contains("has images_pinned: false"),
+        "{doc}"
+    );
+
+    let world = World::new();
+    let mut stopped = world.deployment(TAG);
+    stopped.stopped = true;
+    world.deploy(&stopped);
+    let output = ee_verify(&world, &["--json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let doc: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(doc["check"], "no_bundle");
+}
+
+#[test]
 fn ee_verify_prints_a_summary_or_json_and_exits_0() {
     let world = World::new();
     world.deploy(&world.deployment(TAG));
