@@ -117,14 +117,13 @@ fn real_compose() -> PathBuf {
             ]
             .map(PathBuf::from),
         );
+    // Not run here to check its version: the reaper thread (waitpid(-1))
+    // may take the child's status first. CLI plugin paths only hold v2
+    // (compose v1 was a standalone `docker-compose` program).
     for path in candidates {
-        let Ok(out) = std::process::Command::new(&path).arg("version").output() else {
-            continue;
-        };
-        let version = String::from_utf8_lossy(&out.stdout).into_owned();
-        if out.status.success()
-            && (version.contains("version 2.") || version.contains("version v2."))
-        {
+        let executable = std::fs::metadata(&path)
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+        if executable {
             return path;
         }
     }

@@ -66,7 +66,7 @@
 //! offline archive, so the bundle digest (with the policy) fixes every
 //! byte that runs.
 
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
@@ -716,8 +716,9 @@ fn normalize_image(image: &str) -> String {
 
 /// The image tags a `docker save` archive holds (`RepoTags` of its
 /// top-level `manifest.json`). Only the tar headers are read; the layers are
-/// skipped. `Err` names what is wrong with the archive.
-pub fn docker_archive_tags(mut archive: impl Read) -> Result<Vec<String>, String> {
+/// skipped by seeking (docker 25+ writes `manifest.json` after the blobs).
+/// `Err` names what is wrong with the archive.
+pub fn docker_archive_tags(mut archive: impl Read + Seek) -> Result<Vec<String>, String> {
     const BLOCK: usize = 512;
     const MAX_MANIFEST: u64 = 1 << 20;
     let mut header = [0u8; BLOCK];
@@ -764,11 +765,11 @@ pub fn docker_archive_tags(mut archive: impl Read) -> Result<Vec<String>, String
                 .flat_map(|e| e.repo_tags.unwrap_or_default())
                 .collect());
         }
-        let skipped = std::io::copy(&mut (&mut archive).take(padded), &mut std::io::sink())
-            .map_err(|e| format!("reading tar entry {name:?}: {e}"))?;
-        if skipped != padded {
-            return Err(format!("tar entry {name:?} is cut short"));
-        }
+        let skip = i64::try_from(padded)
+            .map_err(|_| format!("tar entry {name:?}: size {size} is too large"))?;
+        archive
+            .seek(SeekFrom::Current(skip))
+            .map_err(|e| format!("skipping tar entry {name:?}: {e}"))?;
     }
 }
 
@@ -1160,15 +1161,19 @@ mod tests {
             ("manifest.json", br#"[{"Config":"c","RepoTags":["app:latest","app:1"],"Layers":[]},{"RepoTags":null}]"#),
         ]);
         assert_eq!(
-            docker_archive_tags(archive.as_slice()).unwrap(),
+            docker_archive_tags(std::io::Cursor::new(&archive)).unwrap(),
             ["app:latest", "app:1"]
         );
         let none = tar(&[("index.json", b"{}")]);
         assert_eq!(
-            docker_archive_tags(none.as_slice()).unwrap_err(),
+            docker_archive_tags(std::io::Cursor::new(&none)).unwrap_err(),
             "no manifest.json in the archive"
         );
-        assert!(docker_archive_tags(&b"docker save bytes"[..]).is_err());
+        assert!(docker_archive_tags(std::io::Cursor::new(b"docker save bytes")).is_err());
+        // A size past the end: the next header read fails, no panic.
+        let mut cut = tar(&[("blobs/x", &[1u8; 600])]);
+        cut.truncate(700);
+        assert!(docker_archive_tags(std::io::Cursor::new(&cut)).is_err());
     }
 
     #[test]
