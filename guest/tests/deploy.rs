@@ -3,7 +3,8 @@
 //! (tokens, permissions, artifacts, releases), the simulated TD, a scratch
 //! root for the work directory and sealing, and a fake `docker` that
 //! records every call (argv and environment) and keeps compose projects'
-//! states in files outside that root.
+//! states in files outside that root. `docker compose config`, which the
+//! workload policy reads, is the real compose v2 (see [`real_compose`]).
 //!
 //! A background thread reaps every child and hands statuses back as
 //! PID1's main loop does, so docker commands go through that path too.
@@ -89,6 +90,7 @@ project=$3
 file=$5
 if [ ! -f "$file" ]; then echo "open $file: no such file" >&2; exit 1; fi
 case "$6" in
+config) exec "@COMPOSE@" -p "$project" -f "$file" config "$7" "$8" ;;
 up)
   if grep -q 'fake-docker: slow' "$file"; then sleep 2; fi
   if grep -q 'fake-docker: fail-up' "$file"; then
@@ -99,7 +101,9 @@ up)
   fi
   echo running > "$state/$project" ;;
 stop) if [ -f "$state/$project" ]; then echo stopped > "$state/$project"; fi ;;
-start) if [ -f "$state/$project" ]; then echo running > "$state/$project"; fi ;;
+start)
+  if grep -q 'fake-docker: fail-start' "$file"; then echo "cannot start $project" >&2; exit 1; fi
+  if [ -f "$state/$project" ]; then echo running > "$state/$project"; fi ;;
 down) rm -f "$state/$project" ;;
 ps)
   case "$(cat "$state/$project" 2>/dev/null)" in
@@ -111,6 +115,42 @@ ps)
 esac
 "#;
 
+/// The real docker compose v2 CLI plugin: `$EE_DOCKER_COMPOSE`, or where
+/// Debian's `docker-compose` package (v2 from trixie; `scripts/install-deps`
+/// installs it) or docker's own packages put it. The policy tests need the
+/// real renderer (interpolation, long-syntax volumes, absolute paths), so
+/// without it every deploy test fails, with or without `CI`: never a
+/// silent pass.
+fn real_compose() -> PathBuf {
+    let candidates = std::env::var_os("EE_DOCKER_COMPOSE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(
+            [
+                "/usr/libexec/docker/cli-plugins/docker-compose",
+                "/usr/lib/docker/cli-plugins/docker-compose",
+                "/usr/local/lib/docker/cli-plugins/docker-compose",
+            ]
+            .map(PathBuf::from),
+        );
+    // Not run here to check its version: the reaper thread (waitpid(-1))
+    // may take the child's status first. CLI plugin paths only hold v2
+    // (compose v1 was a standalone `docker-compose` program).
+    for path in candidates {
+        let executable = std::fs::metadata(&path)
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+        if executable {
+            return path;
+        }
+    }
+    panic!(
+        "the deploy tests need docker compose v2 for the workload policy's \
+         `docker compose config` (CI={:?}): run scripts/install-deps (Debian \
+         package docker-compose from trixie) or set EE_DOCKER_COMPOSE to the plugin binary",
+        std::env::var("CI").ok()
+    );
+}
+
 /// The fake docker script, written once before any test starts a process
 /// (writing an executable while another thread forks risks ETXTBSY).
 fn fake_docker() -> &'static Path {
@@ -118,7 +158,9 @@ fn fake_docker() -> &'static Path {
     PATH.get_or_init(|| {
         let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("ee-init-fake-docker-{}", std::process::id()));
-        std::fs::write(&path, FAKE_DOCKER).unwrap();
+        let compose = real_compose();
+        let script = FAKE_DOCKER.replace("@COMPOSE@", compose.to_str().unwrap());
+        std::fs::write(&path, script).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path
     })
@@ -557,7 +599,27 @@ fn happy_path_runs_seals_and_publishes_a_verifiable_attestation() {
     // docker: the image loaded, the project started with the private env
     // in its environment only.
     let calls = agent.docker_calls();
-    let call_lines: Vec<&str> = calls.lines().filter(|l| l.starts_with("CALL")).collect();
+    let all_calls: Vec<&str> = calls.lines().filter(|l| l.starts_with("CALL")).collect();
+    // The workload policy's two renders come first, before anything loads:
+    // one with placeholders for the private values, one with them.
+    assert!(
+        all_calls[..2]
+            .iter()
+            .all(|l| l.ends_with("/bundle/compose.yaml config --format json")),
+        "{calls}"
+    );
+    let renders: Vec<&str> = calls
+        .split("CALL ")
+        .filter(|c| c.contains(" config "))
+        .collect();
+    assert!(
+        renders[0].contains("ENV API_KEY=ee-private-value"),
+        "{}",
+        renders[0]
+    );
+    assert!(!renders[0].contains(MARKER), "{}", renders[0]);
+    assert!(renders[1].contains(&format!("ENV API_KEY={MARKER}")));
+    let call_lines: Vec<&str> = all_calls[2..].to_vec();
     assert!(call_lines[0].starts_with("CALL load -i "), "{calls}");
     assert!(call_lines[0].ends_with("/bundle/images/app.tar"), "{calls}");
     assert!(
@@ -895,7 +957,7 @@ fn redeploys_replace_fall_back_and_never_seal_twice() {
     let compose_calls: Vec<String> = agent
         .docker_calls()
         .lines()
-        .filter(|l| l.starts_with("CALL compose") && !l.contains(" ps "))
+        .filter(|l| l.starts_with("CALL compose") && !l.contains(" ps ") && !l.contains(" config "))
         .map(|l| {
             let words: Vec<&str> = l.split(' ').collect();
             format!("{} {}", words[3], words[6..].join(" "))
@@ -1649,4 +1711,197 @@ fn a_failed_upload_deletes_the_draft_release() {
         .list_releases(&RepoName::parse(REPO).unwrap())
         .unwrap();
     assert!(releases.is_empty(), "{releases:?}");
+}
+
+// ---------------------------------------------------------------------------
+// The workload policy (issue 13, "Which workloads") and the truthful log
+// ("The log tells the truth").
+
+/// Each dangerous compose file: the deploy fails naming the service and the
+/// field, nothing of it starts, no bundle event is recorded, and the
+/// previous workload runs on.
+#[test]
+fn the_workload_policy_refuses_dangerous_projects_and_the_previous_one_runs_on() {
+    let agent = Agent::new();
+    let good = agent.artifact(bundle_zip(COMPOSE));
+    let first = agent.deploy(&request(BundleSource::Artifact { id: good }));
+    assert_eq!(agent.wait(&first).state, DeploymentState::Running);
+    let events_before = agent.events();
+
+    let web = |lines: &str| format!("services:\n  web:\n    image: app:latest\n{lines}");
+    /// (compose file, a private variable, the refusal expected)
+    type Case = (String, Option<(&'static str, &'static str)>, &'static str);
+    let cases: Vec<Case> =
+        vec![
+        (web("    privileged: true\n"), None, "service \"web\": privileged: found true"),
+        (
+            web("    network_mode: host\n"),
+            None,
+            "service \"web\": network_mode: found \"host\"",
+        ),
+        (
+            web("    volumes:\n      - /:/host\n"),
+            None,
+            "service \"web\": volumes[0].source: found bind mount of \"/\"",
+        ),
+        (
+            web("    volumes:\n      - /var/run/docker.sock:/var/run/docker.sock\n"),
+            None,
+            "service \"web\": volumes[0].source: found bind mount of \"/var/run/docker.sock\" \
+             (the docker socket /var/run/docker.sock)",
+        ),
+        (
+            "services:\n  web:\n    image: ${IMAGE}\n".to_owned(),
+            Some(("IMAGE", "registry.attacker.test/evil:1")),
+            "service \"web\": services.web.image: found a value that changes with the private env",
+        ),
+    ];
+    for (n, (compose, private, expected)) in cases.into_iter().enumerate() {
+        let artifact = agent.artifact(bundle_zip(&compose));
+        let mut deploy = request(BundleSource::Artifact { id: artifact });
+        if let Some((name, value)) = private {
+            deploy.env.insert(name.to_owned(), value.to_owned());
+        }
+        let id = agent.deploy(&deploy);
+        let status = agent.wait(&id);
+        assert_eq!(status.state, DeploymentState::Failed, "{compose}");
+        let reason = status.reason.unwrap();
+        assert!(
+            reason.contains(expected),
+            "case {n}: {reason}\nshould say: {expected}"
+        );
+        assert!(reason.ends_with("nothing was started"), "{reason}");
+        assert!(
+            !reason.contains("attacker"),
+            "private values are not echoed: {reason}"
+        );
+        assert_eq!(status.bundle_digest, None, "not measured");
+        let project = format!("ee-{id}");
+        let touched: Vec<String> = agent
+            .docker_calls()
+            .lines()
+            .filter(|l| {
+                l.starts_with(&format!("CALL compose -p {project} ")) && !l.contains(" config ")
+            })
+            .map(str::to_owned)
+            .collect();
+        assert!(touched.is_empty(), "only rendered, never run: {touched:?}");
+        assert_eq!(agent.project_state(&project), None);
+        assert_eq!(agent.project_state("ee-d1").as_deref(), Some("running"));
+        assert_eq!(agent.status(&first).state, DeploymentState::Running);
+        assert_eq!(agent.events(), events_before, "no event recorded");
+        let work = agent.root.path().join("run/ee/deploy").join(&id);
+        assert!(!work.exists(), "work dir removed");
+    }
+    assert_eq!(
+        agent.measured.log().running_bundle().map(|b| b.digest),
+        events_before.iter().rev().find_map(|e| match e {
+            Event::Bundle(b) => Some(b.digest),
+            _ => None,
+        })
+    );
+}
+
+/// A private variable used only as an environment value is fine, even in
+/// `${VAR:?}` form; the bundle event records the policy and pinning.
+#[test]
+fn private_values_as_environment_values_pass_and_the_event_records_the_policy() {
+    let agent = Agent::new();
+    let compose = "services:\n  web:\n    image: app:latest\n    environment:\n      \
+                   DB_URL: postgres://app:${API_KEY:?}@db/app\n      MODE: ${MODE}\n";
+    let source = bundle_dir(
+        compose,
+        &[("images/app.tar", &docker_save_tar(&["app:latest"]))],
+    );
+    let artifact = agent.artifact(zip_dir(source.path()).unwrap());
+    let id = agent.deploy(&request(BundleSource::Artifact { id: artifact }));
+    let status = agent.wait(&id);
+    assert_eq!(status.state, DeploymentState::Running, "{status:?}");
+    let bundle = agent.measured.log().running_bundle().cloned().unwrap();
+    assert_eq!(
+        bundle.policy,
+        easyenclave::workload_policy::WorkloadPolicy::v1()
+            .digest()
+            .unwrap()
+    );
+    assert!(
+        bundle.images_pinned,
+        "app:latest is carried in images/app.tar"
+    );
+
+    // Pulled by tag: recorded as not pinned.
+    let by_tag = agent.artifact(bundle_zip("services:\n  web:\n    image: nginx:1.27\n"));
+    let id = agent.deploy(&request(BundleSource::Artifact { id: by_tag }));
+    assert_eq!(agent.wait(&id).state, DeploymentState::Running);
+    assert!(!agent.measured.log().running_bundle().unwrap().images_pinned);
+}
+
+/// A minimal `docker save` archive: a layer entry, then manifest.json.
+fn docker_save_tar(tags: &[&str]) -> Vec<u8> {
+    let manifest = serde_json::json!([{"Config": "config.json", "RepoTags": tags, "Layers": []}]);
+    let mut out = Vec::new();
+    for (name, content) in [
+        ("config.json", b"{}".to_vec()),
+        ("manifest.json", manifest.to_string().into_bytes()),
+    ] {
+        let mut header = [0u8; 512];
+        header[..name.len()].copy_from_slice(name.as_bytes());
+        header[124..136].copy_from_slice(format!("{:011o}\0", content.len()).as_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&content);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+/// A failed first deploy leaves a bundle event for a workload that does not
+/// run: a `stopped` event for it follows, so no bundle runs.
+#[test]
+fn a_failed_first_deploy_records_a_stopped_event() {
+    let agent = Agent::new();
+    let failing = bundle_zip(&format!("# fake-docker: fail-up\n{COMPOSE}"));
+    let artifact = agent.artifact(failing);
+    let id = agent.deploy(&request(BundleSource::Artifact { id: artifact }));
+    let status = agent.wait(&id);
+    assert_eq!(status.state, DeploymentState::Failed);
+    let digest = status.bundle_digest.unwrap();
+    match agent.events().as_slice() {
+        [Event::Config { .. }, Event::Bundle(bundle), Event::Stopped(stopped)] => {
+            assert_eq!(hex::encode(bundle.digest), digest);
+            assert_eq!(stopped.digest, bundle.digest);
+            assert_eq!(stopped.reason, "the first deploy failed; nothing runs");
+        }
+        other => panic!("unexpected events {other:?}"),
+    }
+    assert_eq!(agent.measured.log().running_bundle(), None);
+    assert!(status
+        .log_tail
+        .iter()
+        .any(|l| l.contains("stopped event for bundle")));
+}
+
+/// A failed redeploy whose previous deployment cannot start again: the new
+/// bundle is marked stopped, so the log does not claim it runs.
+#[test]
+fn a_rollback_that_cannot_restart_the_previous_records_a_stopped_event() {
+    let agent = Agent::new();
+    let first = agent.artifact(bundle_zip(&format!("# fake-docker: fail-start\n{COMPOSE}")));
+    let first = agent.deploy(&request(BundleSource::Artifact { id: first }));
+    assert_eq!(agent.wait(&first).state, DeploymentState::Running);
+    let second = agent.artifact(bundle_zip(&format!("# fake-docker: fail-up\n{COMPOSE}")));
+    let second = agent.deploy(&request(BundleSource::Artifact { id: second }));
+    let status = agent.wait(&second);
+    assert_eq!(status.state, DeploymentState::Failed);
+    assert_eq!(agent.status(&first).state, DeploymentState::Failed);
+    let events = agent.events();
+    let Some(Event::Stopped(stopped)) = events.last() else {
+        panic!("last event is not stopped: {events:?}");
+    };
+    assert_eq!(hex::encode(stopped.digest), status.bundle_digest.unwrap());
+    assert_eq!(
+        stopped.reason,
+        "the deploy failed and the previous deployment did not start again"
+    );
+    assert_eq!(agent.measured.log().running_bundle(), None);
 }

@@ -288,8 +288,57 @@ impl DeployRequest {
     }
 }
 
+/// Names the docker CLI, compose, BuildKit, the Go runtime, the dynamic
+/// loader, shells or TLS/proxy code read from their environment (compared
+/// case-insensitively). Private values are not measured, so they must not
+/// steer the tools that decide what runs (profiles, files, hosts, configs,
+/// preloaded libraries, trust stores, proxies).
+pub const RESERVED_ENV_PREFIXES: [&str; 6] =
+    ["DOCKER_", "COMPOSE_", "BUILDKIT_", "BUILDX_", "LD_", "XDG_"];
+/// Exact reserved names (see [`RESERVED_ENV_PREFIXES`]).
+pub const RESERVED_ENV_NAMES: [&str; 19] = [
+    "PATH",
+    "HOME",
+    "SHELL",
+    "IFS",
+    "ENV",
+    "BASH_ENV",
+    "TMPDIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "FTP_PROXY",
+    "GODEBUG",
+    "GOGC",
+    "GOMAXPROCS",
+    "GOMEMLIMIT",
+    "GOTRACEBACK",
+    "GOCOVERDIR",
+    "NOTARY_SERVER",
+];
+/// Reserved name prefixes matched on whole names only: `SSL_CERT_*`.
+const RESERVED_ENV_FAMILIES: [&str; 1] = ["SSL_CERT_"];
+
+/// Why `name` is reserved, if it is.
+fn steers_tools(name: &str) -> Option<String> {
+    let upper = name.to_ascii_uppercase();
+    if let Some(prefix) = RESERVED_ENV_PREFIXES
+        .iter()
+        .chain(&RESERVED_ENV_FAMILIES)
+        .find(|p| upper.starts_with(*p))
+    {
+        return Some(format!("reserved prefix {prefix}, any case"));
+    }
+    if RESERVED_ENV_NAMES.contains(&upper.as_str()) {
+        return Some(format!("reserved name {upper}, any case"));
+    }
+    None
+}
+
 /// Environment names: a letter or `_`, then letters, digits or `_`; names
-/// the agent itself sets for compose are reserved.
+/// that steer the agent's tools are reserved ([`RESERVED_ENV_PREFIXES`],
+/// [`RESERVED_ENV_NAMES`], `SSL_CERT_*`).
 pub fn check_env_name(name: &str) -> Result<(), String> {
     let mut bytes = name.bytes();
     let first_ok = bytes
@@ -304,16 +353,10 @@ pub fn check_env_name(name: &str) -> Result<(), String> {
              with a digit, at most {MAX_ENV_NAME_LEN} characters)"
         ));
     }
-    const RESERVED: [&str; 5] = [
-        "PATH",
-        "HOME",
-        "DOCKER_HOST",
-        "COMPOSE_PROJECT_NAME",
-        "COMPOSE_FILE",
-    ];
-    if RESERVED.contains(&name) {
+    if let Some(why) = steers_tools(name) {
         return Err(format!(
-            "{name} is set by the agent and cannot be overridden"
+            "{name} is set by the agent or steers its tools ({why}): private values \
+             reach containers only as environment values"
         ));
     }
     Ok(())
@@ -613,5 +656,63 @@ mod tests {
         assert!(DeploymentState::Running.is_final());
         assert!(!DeploymentState::Publishing.is_final());
         assert_eq!(DeploymentState::Downloading.to_string(), "downloading");
+    }
+}
+
+#[cfg(test)]
+mod reserved_env_tests {
+    use super::*;
+
+    #[test]
+    fn names_that_steer_tools_are_refused_naming_the_variable() {
+        for name in [
+            "DOCKER_HOST",
+            "DOCKER_CONFIG",
+            "docker_tls_verify",
+            "COMPOSE_PROFILES",
+            "COMPOSE_ENV_FILES",
+            "compose_file",
+            "BUILDKIT_PROGRESS",
+            "BUILDX_CONFIG",
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "PATH",
+            "Path",
+            "HOME",
+            "SHELL",
+            "IFS",
+            "ENV",
+            "BASH_ENV",
+            "TMPDIR",
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
+            "HTTP_PROXY",
+            "https_proxy",
+            "no_proxy",
+            "ALL_PROXY",
+            "GODEBUG",
+            "XDG_RUNTIME_DIR",
+        ] {
+            let err = check_env_name(name).unwrap_err();
+            assert!(
+                err.starts_with(&format!("{name} is set by the agent")),
+                "{err}"
+            );
+            let mut request = DeployRequest::new(BundleSource::Artifact { id: 1 });
+            request.env.insert(name.to_owned(), "x".to_owned());
+            let err = request.validate().unwrap_err().to_string();
+            assert!(err.contains(&format!("env: {name} ")), "{err}");
+        }
+        for name in [
+            "API_KEY",
+            "DATABASE_URL",
+            "MODE",
+            "GOOGLE_KEY",
+            "PATHS",
+            "HOMEPAGE",
+            "_X",
+        ] {
+            assert_eq!(check_env_name(name), Ok(()), "{name}");
+        }
     }
 }

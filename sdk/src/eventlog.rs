@@ -19,8 +19,13 @@
 //!
 //! **Log shape** (format version 1): `{"version": 1, "events": [...]}`. The
 //! first event is the only `config` event; `bundle` events follow, one per
-//! deploy, for the config's repo; at most one `seal` (sealing is one-way until
-//! reboot, and a reboot starts a new log); `ready` may appear after any event.
+//! deploy (or rollback), for the config's repo; a `stopped` event names the
+//! bundle of the newest `bundle` event when that workload no longer runs (a
+//! failed first deploy, or a rollback whose previous workload could not be
+//! restarted); at most one `seal` (sealing is one-way until reboot, and a
+//! reboot starts a new log); `ready` may appear after any event. So the newest
+//! workload event says what runs: a `bundle` (that bundle) or a `stopped`
+//! (nothing) -- see [`EventLog::running_bundle`].
 //! Each event must be written exactly as it was hashed (every field present,
 //! no nulls), so the log's JSON is also the hash input for any implementation.
 //!
@@ -58,6 +63,8 @@ pub enum Event {
     },
     /// A deployed workload bundle.
     Bundle(BundleEvent),
+    /// The workload of the newest `bundle` event no longer runs.
+    Stopped(StoppedEvent),
     /// The system was sealed.
     Seal(SealEvent),
     /// The agent reached a steady state (service up).
@@ -78,6 +85,26 @@ pub struct BundleEvent {
     pub artifact_id: Option<u64>,
     /// Where the agent fetched the bundle from (a URL or a short description).
     pub source: String,
+    /// Digest of the workload policy the agent enforced on the bundle's
+    /// compose project ([`crate::workload_policy::WorkloadPolicy::digest`]).
+    #[serde(with = "crate::hexser")]
+    pub policy: [u8; 32],
+    /// True when every service image is carried in the bundle (an offline
+    /// archive) or pinned by `@sha256:` digest, so the bundle digest fixes
+    /// what runs; false when some image is pulled by tag or built
+    /// ([`crate::workload_policy::images_pinned`]).
+    pub images_pinned: bool,
+}
+
+/// The workload of a bundle stopped: nothing runs until the next `bundle` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoppedEvent {
+    /// The bundle digest of the newest `bundle` event: the workload stopped.
+    #[serde(with = "crate::hexser")]
+    pub digest: [u8; 32],
+    /// Why, in a few words (e.g. `"first deploy failed"`).
+    pub reason: String,
 }
 
 /// Sealing: the interactive and administrative entry points removed.
@@ -98,6 +125,7 @@ impl Event {
         match self {
             Event::Config { .. } => "config",
             Event::Bundle(_) => "bundle",
+            Event::Stopped(_) => "stopped",
             Event::Seal(_) => "seal",
             Event::Ready {} => "ready",
         }
@@ -238,6 +266,7 @@ impl EventLog {
         }
         match event {
             Event::Bundle(bundle) => self.check_bundle(bundle),
+            Event::Stopped(stopped) => self.check_stopped(stopped),
             Event::Seal(seal) => {
                 if self.is_sealed() {
                     return Err("the log is already sealed".to_owned());
@@ -265,6 +294,32 @@ impl EventLog {
             return Err(format!(
                 "source must be 1 to {MAX_SOURCE_LEN} bytes without control characters"
             ));
+        }
+        Ok(())
+    }
+
+    fn check_stopped(&self, stopped: &StoppedEvent) -> Result<(), String> {
+        match self.running_bundle() {
+            Some(running) if running.digest == stopped.digest => {}
+            Some(running) => {
+                return Err(format!(
+                    "digest {} is not the running bundle {}",
+                    hex::encode(stopped.digest),
+                    hex::encode(running.digest)
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "digest {}: no bundle runs (no bundle event since the last stopped event)",
+                    hex::encode(stopped.digest)
+                ))
+            }
+        }
+        if stopped.reason.is_empty()
+            || stopped.reason.len() > 256
+            || stopped.reason.chars().any(char::is_control)
+        {
+            return Err("reason must be 1 to 256 bytes without control characters".to_owned());
         }
         Ok(())
     }
@@ -378,7 +433,22 @@ impl EventLog {
         }
     }
 
-    /// The deployed bundles, oldest first; the last one is what runs now.
+    /// The bundle that runs now: the newest `bundle` event, unless a
+    /// `stopped` event came after it (then nothing runs).
+    pub fn running_bundle(&self) -> Option<&BundleEvent> {
+        self.records
+            .iter()
+            .rev()
+            .find_map(|r| match &r.event {
+                Event::Bundle(bundle) => Some(Some(bundle)),
+                Event::Stopped(_) => Some(None),
+                _ => None,
+            })
+            .flatten()
+    }
+
+    /// The deployed bundles, oldest first. The last one is what runs now
+    /// only if no `stopped` event follows it: use [`EventLog::running_bundle`].
     pub fn bundles(&self) -> impl Iterator<Item = &BundleEvent> {
         self.events().filter_map(|e| match e {
             Event::Bundle(bundle) => Some(bundle),

@@ -36,6 +36,7 @@ pub mod quote;
 pub mod rtmr;
 pub mod sim_registers;
 mod versioned;
+pub mod workload_policy;
 
 #[cfg(feature = "verify")]
 pub mod collateral;

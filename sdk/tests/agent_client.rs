@@ -1633,7 +1633,8 @@ mod oidc {
 }
 
 // ---------------------------------------------------------------------------
-// `ee verify --agent`: the published mode's flags, honoured or refused.
+// `ee verify --agent`: the published mode's flags, honoured or refused; the
+// newest workload event says what runs.
 
 fn ee_verify_agent(agent: &TestAgent, extra: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
@@ -1642,8 +1643,22 @@ fn ee_verify_agent(agent: &TestAgent, extra: &[&str]) -> Output {
     command
         .args(["verify", REPO, "--agent", &agent.url, "--root", "sim"])
         .args(["--allowlist", &allowlist])
-        .args(extra);
+        .args(extra)
+        .env_remove("GITHUB_TOKEN");
     command.output().unwrap()
+}
+
+fn bundle_event(digest: [u8; 32], images_pinned: bool) -> Event {
+    Event::Bundle(BundleEvent {
+        digest,
+        repo: REPO.to_owned(),
+        artifact_id: None,
+        source: "inline".to_owned(),
+        policy: easyenclave::workload_policy::WorkloadPolicy::v1()
+            .digest()
+            .unwrap(),
+        images_pinned,
+    })
 }
 
 #[test]
@@ -1658,7 +1673,7 @@ fn ee_verify_agent_requires_a_seal_and_the_expected_bundle() {
     );
     let out = ee_verify_agent(&fresh, &["--allow-unsealed"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("running:     no bundle running"));
+    assert!(text(&out.stdout).contains("running:     no bundle"));
     let out = ee_verify_agent(
         &fresh,
         &["--allow-unsealed", "--expect-bundle", &"ab".repeat(32)],
@@ -1673,12 +1688,7 @@ fn ee_verify_agent_requires_a_seal_and_the_expected_bundle() {
     let digest = [0x5a; 32];
     let deployed = TestAgent::start(Spec {
         events: vec![
-            Event::Bundle(BundleEvent {
-                digest,
-                repo: REPO.to_owned(),
-                artifact_id: None,
-                source: "inline".to_owned(),
-            }),
+            bundle_event(digest, true),
             Event::Seal(SealEvent {
                 removed: vec!["getty".to_owned()],
             }),
@@ -1691,7 +1701,7 @@ fn ee_verify_agent_requires_a_seal_and_the_expected_bundle() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["running_bundle"], hex::encode(digest));
+    assert_eq!(json["running_bundle"]["digest"], hex::encode(digest));
     assert_eq!(json["sealed"], true);
     assert_eq!(json["github_api_url"], "https://api.github.com");
     let out = ee_verify_agent(&deployed, &["--expect-bundle", &"ab".repeat(32), "--json"]);
@@ -1731,4 +1741,67 @@ fn ee_verify_agent_refuses_flags_it_cannot_honour() {
         text(&out.stderr)
     );
     assert!(agent.seen().is_empty());
+}
+
+/// S7: a failed first deploy appends `stopped`; the live check then reports
+/// that nothing runs, and a bundle expectation fails.
+#[test]
+fn ee_verify_agent_reports_no_bundle_after_a_failed_first_deploy() {
+    let digest = [0x5a; 32];
+    let failed = TestAgent::start(Spec {
+        events: vec![
+            bundle_event(digest, true),
+            Event::Stopped(easyenclave::eventlog::StoppedEvent {
+                digest,
+                reason: "first deploy failed".to_owned(),
+            }),
+        ],
+        ..Spec::default()
+    });
+    let out = ee_verify_agent(&failed, &["--allow-unsealed", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["running_bundle"], serde_json::Value::Null, "{doc:#}");
+    let out = ee_verify_agent(&failed, &["--allow-unsealed"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("running:     no bundle (none deployed, or the last one was stopped)"),
+        "{stdout}"
+    );
+    for flag in [
+        &["--expect-bundle", &hex::encode(digest)][..],
+        &["--require-pinned"][..],
+    ] {
+        let out = ee_verify_agent(&failed, &[&["--allow-unsealed"][..], flag].concat());
+        assert_eq!(out.status.code(), Some(1), "{flag:?}");
+        assert!(
+            text(&out.stderr).contains("check no_bundle failed"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+
+    // A running bundle is reported with its pinning and policy.
+    let running = TestAgent::start(Spec {
+        events: vec![bundle_event(digest, false)],
+        ..Spec::default()
+    });
+    let out = ee_verify_agent(&running, &["--allow-unsealed", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["running_bundle"]["digest"], hex::encode(digest));
+    assert_eq!(doc["running_bundle"]["images_pinned"], false);
+    let out = ee_verify_agent(&running, &["--allow-unsealed"]);
+    assert!(
+        text(&out.stdout).contains("enforced workload policy v1"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = ee_verify_agent(&running, &["--allow-unsealed", "--require-pinned"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("check not_pinned failed"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -107,6 +107,9 @@ struct Deployment {
     release_tag: String,
     timestamp: u64,
     bundle: Option<[u8; 32]>,
+    images_pinned: bool,
+    /// A measured `stopped` event after the bundle (a failed first deploy).
+    stopped: bool,
     sealed: bool,
     /// Appended to the log without extending RTMR3 (a log that lies).
     unmeasured: Option<Event>,
@@ -145,7 +148,17 @@ impl Deployment {
                     "https://api.github.com/repos/{}/actions/artifacts/42",
                     self.repo
                 ),
+                policy: easyenclave::workload_policy::WorkloadPolicy::v1()
+                    .digest()
+                    .unwrap(),
+                images_pinned: self.images_pinned,
             }));
+            if self.stopped {
+                events.push(Event::Stopped(easyenclave::eventlog::StoppedEvent {
+                    digest,
+                    reason: "first deploy failed".to_owned(),
+                }));
+            }
         }
         if self.sealed {
             events.push(Event::Seal(SealEvent {
@@ -277,6 +290,8 @@ impl World {
             release_tag: release_tag.to_owned(),
             timestamp: self.now - 60,
             bundle: Some(BUNDLE),
+            images_pinned: true,
+            stopped: false,
             sealed: true,
             unmeasured: None,
             tee_tcb_svn: None,
@@ -511,6 +526,48 @@ fn a_deployment_without_a_bundle_is_rejected() {
     world.deploy(&empty);
     let err = world.connect(&world.options()).unwrap_err();
     assert!(matches!(err, ConnectError::NoBundle), "{err}");
+}
+
+#[test]
+fn a_stopped_bundle_is_not_running() {
+    let world = World::new();
+    let mut failed = world.deployment(TAG);
+    failed.stopped = true;
+    world.deploy(&failed);
+    let err = world.connect(&world.options()).unwrap_err();
+    assert!(matches!(err, ConnectError::NoBundle), "{err}");
+    assert!(
+        err.to_string()
+            .contains("the last workload event is `stopped`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn require_pinned_refuses_images_pulled_by_tag() {
+    let world = World::new();
+    let mut by_tag = world.deployment(TAG);
+    by_tag.images_pinned = false;
+    world.deploy(&by_tag);
+    let service = world.connect(&world.options()).unwrap();
+    assert!(
+        !service.bundle.images_pinned,
+        "reported, accepted by default"
+    );
+    assert_eq!(
+        service.bundle.policy,
+        easyenclave::workload_policy::WorkloadPolicy::v1()
+            .digest()
+            .unwrap()
+    );
+    let strict = ConnectOptions {
+        require_pinned: true,
+        ..world.options()
+    };
+    match world.connect(&strict).unwrap_err() {
+        ConnectError::NotPinned { digest } => assert_eq!(digest, hex::encode(BUNDLE)),
+        other => panic!("{other}"),
+    }
 }
 
 #[test]
@@ -844,6 +901,42 @@ fn stdout(output: &Output) -> String {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn ee_verify_require_pinned_and_a_stopped_bundle() {
+    let world = World::new();
+    let mut by_tag = world.deployment(TAG);
+    by_tag.images_pinned = false;
+    world.deploy(&by_tag);
+    let output = ee_verify(&world, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("images: some pulled by tag or built"),
+        "{text}"
+    );
+    assert!(text.contains("enforced workload policy v1 ("), "{text}");
+    let output = ee_verify(&world, &["--require-pinned", "--json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let doc: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(doc["check"], "not_pinned");
+    assert!(
+        doc["error"]
+            .as_str()
+            .unwrap()
+            .contains("has images_pinned: false"),
+        "{doc}"
+    );
+
+    let world = World::new();
+    let mut stopped = world.deployment(TAG);
+    stopped.stopped = true;
+    world.deploy(&stopped);
+    let output = ee_verify(&world, &["--json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let doc: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(doc["check"], "no_bundle");
 }
 
 #[test]

@@ -18,6 +18,7 @@ use easyenclave::launch::{
     LaunchConfig, LaunchConfigError, Network, DEFAULT_GITHUB_API_URL, DEFAULT_OIDC_ISSUER,
 };
 use easyenclave::rtmr::Measurement;
+use easyenclave::workload_policy::{WorkloadPolicy, POLICY_DIGEST_TAG, WORKLOAD_POLICY_VERSION};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -26,6 +27,7 @@ const LAUNCH_CONFIG: &str = include_str!("../testdata/launch-config-v1.json");
 const EVENTLOG_VECTOR: &str = include_str!("../testdata/eventlog-v1.json");
 const ALLOWLIST: &str = include_str!("../testdata/allowlist-v1.json");
 const ATTESTATION_VECTOR: &str = include_str!("../testdata/attestation-v2.json");
+const POLICY_VECTOR: &str = include_str!("../testdata/workload-policy-v1.json");
 
 fn vector(text: &str) -> Value {
     serde_json::from_str(text).unwrap()
@@ -384,10 +386,20 @@ fn eventlog_round_trips_through_json() {
 #[test]
 fn eventlog_helpers() {
     let log = vector_log();
-    assert_eq!(log.len(), 6);
+    assert_eq!(log.len(), 8);
     assert_eq!(log.config().unwrap().repo, "example-org/hello-enclave");
     let bundles: Vec<&BundleEvent> = log.bundles().collect();
-    assert_eq!(bundles.len(), 2);
+    assert_eq!(bundles.len(), 3);
+    assert_eq!(
+        log.running_bundle().map(|b| b.digest),
+        Some(<[u8; 32]>::from(Sha256::digest(b"example bundle v3")))
+    );
+    let policy = WorkloadPolicy::v1().digest().unwrap();
+    assert!(bundles.iter().all(|b| b.policy == policy));
+    assert_eq!(
+        bundles.iter().map(|b| b.images_pinned).collect::<Vec<_>>(),
+        [true, false, true]
+    );
     assert_eq!(bundles[0].artifact_id, Some(1_234_567_890));
     assert_eq!(
         bundles[1].digest,
@@ -429,7 +441,7 @@ fn eventlog_tampering_fails_replay() {
     };
     assert_eq!(expected, &hex::encode(rtmr3));
     assert_ne!(replayed, expected);
-    assert_eq!(*events, 6);
+    assert_eq!(*events, 8);
     assert!(
         err.to_string().contains(expected.as_str()) && err.to_string().contains(replayed.as_str())
     );
@@ -564,6 +576,71 @@ fn eventlog_shape_rules() {
         .unwrap_err()
         .to_string()
         .contains("removed must list"));
+}
+
+/// The newest workload event says what runs: `stopped` names the running
+/// bundle and leaves none running until the next `bundle` event.
+#[test]
+fn eventlog_stopped_events() {
+    let events = vector_events();
+    let (config, bundle, stopped) = (&events[0], &events[1], &events[6]);
+    let v1 = <[u8; 32]>::from(Sha256::digest(b"example bundle v1"));
+
+    let mut stop_v1 = stopped.clone();
+    stop_v1["digest"] = json!(hex::encode(v1));
+    let log = log_with(json!([config, bundle, stop_v1])).unwrap();
+    assert_eq!(
+        log.running_bundle(),
+        None,
+        "a failed first deploy: nothing runs"
+    );
+    assert_eq!(log.bundles().count(), 1);
+    let log = log_with(json!([config, bundle, stop_v1, {"type": "ready"}, bundle])).unwrap();
+    assert_eq!(log.running_bundle().map(|b| b.digest), Some(v1));
+
+    // It must name the running bundle, and something must run.
+    let err = log_with(json!([config, bundle, stopped])).unwrap_err();
+    assert!(
+        err.to_string().starts_with(&format!(
+            "event 2: stopped event: digest {} is not the running bundle {}",
+            hex::encode(Sha256::digest(b"example bundle v2")),
+            hex::encode(v1)
+        )),
+        "{err}"
+    );
+    let err = log_with(json!([config, stop_v1])).unwrap_err();
+    assert!(err.to_string().contains("no bundle runs"), "{err}");
+    let err = log_with(json!([config, bundle, stop_v1, stop_v1])).unwrap_err();
+    assert!(
+        err.to_string().starts_with("event 3: stopped event"),
+        "{err}"
+    );
+    let mut no_reason = stop_v1.clone();
+    no_reason["reason"] = json!("");
+    let err = log_with(json!([config, bundle, no_reason])).unwrap_err();
+    assert!(err.to_string().contains("reason must be"), "{err}");
+}
+
+#[test]
+fn workload_policy_vector() {
+    let v = vector(POLICY_VECTOR);
+    let policy = WorkloadPolicy::v1();
+    assert_eq!(policy.version, WORKLOAD_POLICY_VERSION);
+    assert_eq!(serde_json::to_value(&policy).unwrap(), v["policy"]);
+    assert_eq!(
+        policy.canonical_json().unwrap(),
+        v["canonical"].as_str().unwrap()
+    );
+    assert_eq!(
+        hex::encode(policy.digest().unwrap()),
+        v["digest"].as_str().unwrap()
+    );
+    let mut input = POLICY_DIGEST_TAG.to_vec();
+    input.extend_from_slice(v["canonical"].as_str().unwrap().as_bytes());
+    assert_eq!(
+        hex::encode(Sha256::digest(&input)),
+        v["digest"].as_str().unwrap()
+    );
 }
 
 #[test]

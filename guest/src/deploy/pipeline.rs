@@ -2,11 +2,15 @@
 //! for the steps; this file is their order and the fall-back when a step
 //! fails:
 //!
-//! - before the `bundle` event: nothing ran, the work directory is removed;
+//! - before the `bundle` event (a bundle that cannot be fetched or
+//!   extracted, or a compose project the workload policy refuses): nothing
+//!   ran, the work directory is removed, the previous deployment runs on;
 //! - after it: the new compose project is taken down, the previous
 //!   deployment (stopped just before `docker compose up`) is started again
-//!   and its `bundle` event recorded again, so that the last bundle event in
-//!   RTMR3 is always the workload that runs.
+//!   and its `bundle` event recorded again; when there is no previous
+//!   deployment, or it does not start again, a `stopped` event for the new
+//!   bundle is recorded instead. So the newest workload event in RTMR3 is
+//!   always what runs (`EventLog::running_bundle`).
 
 use std::fs::DirBuilder;
 use std::os::unix::fs::DirBuilderExt;
@@ -16,7 +20,7 @@ use std::time::Instant;
 
 use easyenclave::bundle;
 use easyenclave::deploy::{DeployRequest, DeploymentState};
-use easyenclave::eventlog::{BundleEvent, Event, SealEvent};
+use easyenclave::eventlog::{BundleEvent, Event, SealEvent, StoppedEvent};
 
 use super::publish::{Publisher, ATTESTATION_ASSET};
 use super::registry::Running;
@@ -204,9 +208,9 @@ struct Measured {
     images: Vec<PathBuf>,
 }
 
-/// Extract the zip into a fresh work directory and extend its `bundle`
-/// event into RTMR3. On failure the directory is gone and nothing was
-/// measured.
+/// Extract the zip into a fresh work directory, check its compose project
+/// against the workload policy, and extend its `bundle` event into RTMR3.
+/// On failure the directory is gone, nothing ran and nothing was measured.
 fn measure(
     shared: &Shared,
     progress: &Progress<'_>,
@@ -228,11 +232,43 @@ fn measure(
             return Err(e.to_string());
         }
     };
+    let project = Project {
+        name: format!("ee-{id}"),
+        compose_file: bundle_dir.join(&compose_file),
+        env,
+    };
+    let images: Vec<PathBuf> = manifest
+        .image_archives()
+        .iter()
+        .map(|path| bundle_dir.join(path))
+        .collect();
+    let policed = match shared
+        .settings
+        .docker
+        .police(&project, &bundle_dir, &images)
+    {
+        Ok(policed) => policed,
+        Err(e) => {
+            remove_dir(progress, &dir);
+            return Err(format!("{e}; nothing was started"));
+        }
+    };
+    progress.log(&format!(
+        "{} passed; images {}",
+        easyenclave::workload_policy::describe(&policed.policy),
+        if policed.images_pinned {
+            "all carried in the bundle or pinned by digest"
+        } else {
+            "not all pinned: some are pulled by tag or built"
+        }
+    ));
     let event = BundleEvent {
         digest: manifest.digest(),
         repo: shared.config.repo.clone(),
         artifact_id: fetched.artifact_id,
         source: fetched.source,
+        policy: policed.policy,
+        images_pinned: policed.images_pinned,
     };
     if let Err(e) = shared.measured.record(Event::Bundle(event.clone())) {
         remove_dir(progress, &dir);
@@ -250,18 +286,10 @@ fn measure(
         manifest.files().len()
     ));
     Ok(Measured {
-        images: manifest
-            .image_archives()
-            .iter()
-            .map(|path| bundle_dir.join(path))
-            .collect(),
+        images,
         running: Running {
             id: id.to_owned(),
-            project: Project {
-                name: format!("ee-{id}"),
-                compose_file: bundle_dir.join(&compose_file),
-                env,
-            },
+            project,
             port,
             bundle: event,
             dir,
@@ -346,7 +374,8 @@ impl Swap<'_> {
 
     /// The new deployment failed after its bundle event: take it down,
     /// bring the previous one back and make its bundle the last one
-    /// measured again.
+    /// measured again; without a previous one running, record that the new
+    /// bundle stopped.
     fn roll_back(self, new: &Running) {
         let (shared, progress) = (self.shared, self.progress);
         let docker = &shared.settings.docker;
@@ -360,6 +389,12 @@ impl Swap<'_> {
         }
         remove_dir(progress, &new.dir);
         let Some(previous) = &self.previous else {
+            record_stopped(
+                shared,
+                progress,
+                new,
+                "the first deploy failed; nothing runs",
+            );
             return;
         };
         if self.stopped_previous {
@@ -377,6 +412,13 @@ impl Swap<'_> {
                         new.id
                     ));
                 });
+                drop(registry);
+                record_stopped(
+                    shared,
+                    progress,
+                    new,
+                    "the deploy failed and the previous deployment did not start again",
+                );
                 return;
             }
             progress.log(&format!(
@@ -397,6 +439,25 @@ impl Swap<'_> {
                 previous.id
             )),
         }
+    }
+}
+
+/// Record that the workload of `stopped` (the newest bundle event) no longer
+/// runs, so that verifiers see no bundle running rather than a stale one.
+fn record_stopped(shared: &Shared, progress: &Progress<'_>, stopped: &Running, reason: &str) {
+    let event = StoppedEvent {
+        digest: stopped.bundle.digest,
+        reason: reason.to_owned(),
+    };
+    match shared.measured.record(Event::Stopped(event)) {
+        Ok(_) => progress.log(&format!(
+            "stopped event for bundle {} extended into RTMR3: {reason}",
+            hex::encode(stopped.bundle.digest)
+        )),
+        Err(e) => progress.log(&format!(
+            "recording the stopped event of {} failed: {e}",
+            stopped.id
+        )),
     }
 }
 

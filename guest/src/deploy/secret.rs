@@ -70,6 +70,16 @@ impl PrivateEnv {
         self.vars.is_empty()
     }
 
+    /// `NAME=<placeholder>` for every variable: the environment of the
+    /// public render of a compose project (see `workload::Policed`).
+    pub fn placeholders(&self, placeholder: &str) -> Vec<Zeroizing<CString>> {
+        self.vars
+            .iter()
+            .filter_map(|(name, _)| CString::new(format!("{name}={placeholder}")).ok())
+            .map(Zeroizing::new)
+            .collect()
+    }
+
     /// `NAME=value` entries for a child's environment, wiped on drop. The
     /// request validation already refused NUL bytes in names and values.
     pub fn entries(&self) -> Vec<Zeroizing<CString>> {

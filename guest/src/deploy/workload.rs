@@ -6,6 +6,10 @@
 //! environment reaches compose only through its process environment, for
 //! every compose command of the project (compose interpolates the file each
 //! time, and `${VAR:?}` would fail without it); nothing is written to disk.
+//!
+//! Before anything of a project runs, [`Docker::police`] renders it with
+//! `docker compose config --format json` and applies the SDK's workload
+//! policy ([`easyenclave::workload_policy`]).
 
 use std::ffi::CString;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -14,7 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use easyenclave::deploy::ContainerStatus;
+use easyenclave::workload_policy::{self, WorkloadPolicy};
 use serde::Deserialize;
+use serde_json::Value;
 use zeroize::Zeroizing;
 
 use super::command::{self, CommandError, Invocation, Output};
@@ -37,6 +43,8 @@ pub struct DockerTimeouts {
     pub ps: Duration,
     /// `docker compose stop`, `start` and `down`.
     pub stop: Duration,
+    /// `docker compose config` (each render of the policy check).
+    pub render: Duration,
 }
 
 impl Default for DockerTimeouts {
@@ -46,6 +54,7 @@ impl Default for DockerTimeouts {
             up: Duration::from_secs(300),
             ps: Duration::from_secs(30),
             stop: Duration::from_secs(120),
+            render: Duration::from_secs(60),
         }
     }
 }
@@ -74,6 +83,35 @@ pub enum WorkloadError {
     /// `docker compose ps` printed something else than container JSON.
     #[error("docker compose ps: {0}")]
     Ps(String),
+    /// `docker compose config` printed something else than a JSON project.
+    #[error("docker compose config: {0}")]
+    Render(String),
+    /// The project breaks the workload policy.
+    #[error(transparent)]
+    Policy(#[from] workload_policy::Violations),
+    /// A private value changes the project outside environment values.
+    #[error("workload policy v{version}: {0}", version = workload_policy::WORKLOAD_POLICY_VERSION)]
+    PrivateEnv(workload_policy::Violation),
+}
+
+/// The value every private variable has in the public render. Not secret,
+/// not empty (so `${VAR:?}` renders), and recognisable in a diff.
+pub const PLACEHOLDER: &str = "ee-private-value";
+
+/// A project that passed the workload policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policed {
+    /// [`WorkloadPolicy::digest`] of the policy applied.
+    pub policy: [u8; 32],
+    /// Every image carried in the bundle or pinned by digest.
+    pub images_pinned: bool,
+}
+
+/// Which values the private variables have in a render.
+#[derive(Clone, Copy)]
+enum RenderEnv {
+    Placeholders,
+    Private,
 }
 
 /// A compose project: one deployment's containers.
@@ -101,6 +139,15 @@ pub struct Docker {
 }
 
 impl Docker {
+    fn environment_for(&self, project: &Project, values: RenderEnv) -> Vec<Zeroizing<CString>> {
+        let mut env = self.environment(None);
+        env.extend(match values {
+            RenderEnv::Placeholders => project.env.placeholders(PLACEHOLDER),
+            RenderEnv::Private => project.env.entries(),
+        });
+        env
+    }
+
     fn environment(&self, private: Option<&PrivateEnv>) -> Vec<Zeroizing<CString>> {
         let mut fixed = vec![
             format!("PATH={DOCKER_PATH}"),
@@ -126,10 +173,20 @@ impl Docker {
         private: Option<&PrivateEnv>,
         timeout: Duration,
     ) -> Result<Output, WorkloadError> {
+        self.run_with(what, args, self.environment(private), timeout)
+    }
+
+    fn run_with(
+        &self,
+        what: &str,
+        args: &[String],
+        env: Vec<Zeroizing<CString>>,
+        timeout: Duration,
+    ) -> Result<Output, WorkloadError> {
         let output = command::run(&Invocation {
             program: &self.program,
             args,
-            env: self.environment(private),
+            env,
             timeout,
         })
         .map_err(|source| WorkloadError::Command {
@@ -163,6 +220,60 @@ impl Docker {
         ];
         args.extend(command.iter().map(|s| (*s).to_owned()));
         args
+    }
+
+    /// `docker compose config --format json`: the project as `up` will see it.
+    fn render(&self, project: &Project, values: RenderEnv) -> Result<Value, WorkloadError> {
+        let args = self.compose(project, &["config", "--format", "json"]);
+        let env = self.environment_for(project, values);
+        let out = self.run_with("docker compose config", &args, env, self.timeouts.render)?;
+        serde_json::from_slice(&out.stdout)
+            .map_err(|e| WorkloadError::Render(format!("output is not JSON: {e}")))
+    }
+
+    /// Check the project against the workload policy before anything of it
+    /// runs; `bundle_dir` is where its bundle was extracted and `archives`
+    /// are its offline image archives.
+    ///
+    /// Private values must only become container environment values, so the
+    /// policy is applied to a render in which every private variable has the
+    /// public value [`PLACEHOLDER`] (a render without them would fail on
+    /// `${VAR:?}` in an environment value, which is legitimate). The project
+    /// is then rendered with the real values, which is what `up` does, and
+    /// the two renders must be equal except for values under
+    /// `services.*.environment`: whatever a private value could change
+    /// elsewhere (an image, a mount, a flag, a profile) refuses the deploy.
+    /// The render with private values is dropped here and never logged;
+    /// violations name paths, not values.
+    pub fn police(
+        &self,
+        project: &Project,
+        bundle_dir: &Path,
+        archives: &[PathBuf],
+    ) -> Result<Policed, WorkloadError> {
+        let policy = WorkloadPolicy::v1();
+        let digest = policy
+            .digest()
+            .map_err(|e| WorkloadError::Render(format!("the policy's digest: {e}")))?;
+        let public = self.render(project, RenderEnv::Placeholders)?;
+        policy.check(&public, bundle_dir)?;
+        if !project.env.is_empty() {
+            let private = self.render(project, RenderEnv::Private)?;
+            workload_policy::check_private_env_confined(&public, &private)
+                .map_err(WorkloadError::PrivateEnv)?;
+        }
+        let carried: Vec<String> = archives
+            .iter()
+            .filter_map(|path| std::fs::File::open(path).ok())
+            .filter_map(|file| {
+                workload_policy::docker_archive_tags(std::io::BufReader::new(file)).ok()
+            })
+            .flatten()
+            .collect();
+        Ok(Policed {
+            policy: digest,
+            images_pinned: workload_policy::images_pinned(&public, &carried),
+        })
     }
 
     /// `docker compose up -d`: create and start the project's containers.

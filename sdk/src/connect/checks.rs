@@ -210,17 +210,32 @@ pub(super) fn check_variant(
     Ok(())
 }
 
-/// The running bundle: the last bundle event, which must exist and, when
-/// the options name one, have the expected digest.
+/// The running bundle: the last bundle event, which must exist, must not be
+/// followed by a `stopped` event, must have the expected digest when the
+/// options name one, and pinned images when the options require them.
 fn check_bundle(
     document: &AttestationDocument,
     options: &ConnectOptions,
 ) -> Result<BundleEvent, ConnectError> {
-    let running = document
-        .event_log
-        .bundles()
-        .last()
-        .ok_or(ConnectError::NoBundle)?;
+    check_running(document.event_log.running_bundle(), options, true)?.ok_or(ConnectError::NoBundle)
+}
+
+/// The options' claims on the running bundle (`None`: nothing runs):
+/// the expected digest, pinned images. A running bundle is required when
+/// `required` is set or the options expect anything of it.
+pub(super) fn check_running(
+    running: Option<&BundleEvent>,
+    options: &ConnectOptions,
+    required: bool,
+) -> Result<Option<BundleEvent>, ConnectError> {
+    let expects = options.expect_bundle.is_some() || options.require_pinned;
+    let Some(running) = running else {
+        return if required || expects {
+            Err(ConnectError::NoBundle)
+        } else {
+            Ok(None)
+        };
+    };
     if let Some(expected) = options.expect_bundle {
         if running.digest != expected {
             return Err(ConnectError::BundleMismatch {
@@ -229,7 +244,12 @@ fn check_bundle(
             });
         }
     }
-    Ok(running.clone())
+    if options.require_pinned && !running.images_pinned {
+        return Err(ConnectError::NotPinned {
+            digest: hex::encode(running.digest),
+        });
+    }
+    Ok(Some(running.clone()))
 }
 
 /// The document's age: at most `max_age`, and not ahead of `now` by more

@@ -229,8 +229,20 @@ pub enum ConnectError {
         measured: String,
     },
     /// The event log records no deployed bundle.
-    #[error("the event log records no bundle: nothing was deployed")]
+    #[error(
+        "the event log records no running bundle: nothing was deployed, or the last \
+         workload event is `stopped`"
+    )]
     NoBundle,
+    /// The options require pinned images and the running bundle's are not.
+    #[error(
+        "the running bundle {digest} has images_pinned: false (some image is pulled by tag \
+         or built), expected every image carried in the bundle or pinned by @sha256 digest"
+    )]
+    NotPinned {
+        /// Hex of the running bundle's digest.
+        digest: String,
+    },
     /// The running bundle is not the one expected.
     #[error("the running bundle has digest {running}, expected {expected}")]
     BundleMismatch {
@@ -321,6 +333,7 @@ impl ConnectError {
             ConnectError::RepoBinding { .. } => "repo_binding",
             ConnectError::GithubApi { .. } => "github_api",
             ConnectError::NoBundle => "no_bundle",
+            ConnectError::NotPinned { .. } => "not_pinned",
             ConnectError::BundleMismatch { .. } => "bundle_mismatch",
             ConnectError::Unsealed => "unsealed",
             ConnectError::Stale { .. } => "stale",

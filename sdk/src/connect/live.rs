@@ -28,7 +28,8 @@ pub struct VerifiedAgent {
     pub attested: Attested,
     /// The verifier's allowlist entry the registers matched.
     pub entry: MeasurementSet,
-    /// The running bundle (the newest bundle event), if any.
+    /// The running bundle (the newest bundle event, unless a `stopped`
+    /// event followed it), if any.
     pub running: Option<BundleEvent>,
 }
 
@@ -43,7 +44,8 @@ pub struct VerifiedAgent {
 ///   so publishers cannot vouch for one here), of an accepted variant;
 /// - the event log replays to RTMR3, and the measured launch config names
 ///   `repo` and the options' GitHub API;
-/// - the running bundle is the expected one, when one is expected;
+/// - the running bundle is the expected one, with pinned images, when the
+///   options expect either (nothing running is then a failure);
 /// - the TD is sealed, unless unsealed TDs are accepted.
 ///
 /// [`ConnectOptions::max_age`] has no meaning for a quote made now and is
@@ -87,19 +89,9 @@ pub fn verify_agent(
         })?
         .clone();
     checks::check_variant(&entry, options)?;
-    let running = attested.event_log.bundles().last().cloned();
-    if let Some(expected) = options.expect_bundle {
-        match &running {
-            None => return Err(ConnectError::NoBundle),
-            Some(bundle) if bundle.digest != expected => {
-                return Err(ConnectError::BundleMismatch {
-                    expected: hex::encode(expected),
-                    running: hex::encode(bundle.digest),
-                })
-            }
-            Some(_) => {}
-        }
-    }
+    // The newest workload event says what runs: a `stopped` event after
+    // the last bundle (a failed first deploy) means nothing does.
+    let running = checks::check_running(attested.event_log.running_bundle(), options, false)?;
     if !options.allow_unsealed && !attested.event_log.is_sealed() {
         return Err(ConnectError::Unsealed);
     }
@@ -149,7 +141,7 @@ pub fn open(
     let client = AgentClient::connect(&service.endpoint, trust).map_err(live)?;
     let attested = client.attest().map_err(live)?;
     same_td(&service.td_report, &attested.quote.measurements)?;
-    let running = attested.event_log.bundles().last().map(|b| b.digest);
+    let running = attested.event_log.running_bundle().map(|b| b.digest);
     if running != Some(service.bundle.digest) {
         return Err(ConnectError::LiveBundle {
             published: hex::encode(service.bundle.digest),

@@ -115,6 +115,10 @@ pub struct ConnectOptions {
     pub expect_bundle: Option<[u8; 32]>,
     /// Accept a TD without a seal event.
     pub allow_unsealed: bool,
+    /// Require the running bundle's event to say that every image is carried
+    /// in the bundle or pinned by digest (`images_pinned`), so that the
+    /// bundle digest fixes every byte that runs.
+    pub require_pinned: bool,
     /// Oldest document accepted.
     pub max_age: Duration,
     /// How far in the future a document's timestamp may be.
@@ -152,6 +156,7 @@ impl Default for ConnectOptions {
             collateral: CollateralChoice::default(),
             expect_bundle: None,
             allow_unsealed: false,
+            require_pinned: false,
             max_age: DEFAULT_MAX_AGE,
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
             max_publish_skew: DEFAULT_MAX_PUBLISH_SKEW,
@@ -189,6 +194,7 @@ impl std::fmt::Debug for ConnectOptions {
             .field("collateral", &self.collateral)
             .field("expect_bundle", &self.expect_bundle.map(hex::encode))
             .field("allow_unsealed", &self.allow_unsealed)
+            .field("require_pinned", &self.require_pinned)
             .field("max_age", &self.max_age)
             .field("max_clock_skew", &self.max_clock_skew)
             .field("max_publish_skew", &self.max_publish_skew)

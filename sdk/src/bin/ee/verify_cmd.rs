@@ -110,6 +110,10 @@ pub struct VerifyArgs {
     /// Accept a deployment that was not sealed.
     #[arg(long)]
     allow_unsealed: bool,
+    /// Require every image of the running bundle to be carried in the bundle
+    /// or pinned by @sha256 digest (its bundle event's images_pinned).
+    #[arg(long)]
+    require_pinned: bool,
     /// Oldest attestation accepted: a number with a unit s, m, h or d
     /// [default: 30d]. Published mode only: a live agent's quote is made now.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -349,7 +353,7 @@ fn verify_live(args: &VerifyArgs, url: &str) -> Result<(), Failure> {
         .bundles()
         .map(|b| hex::encode(b.digest))
         .collect();
-    let running = agent.running.as_ref().map(|b| hex::encode(b.digest));
+    let running = agent.running.as_ref();
     let sealed = attested.event_log.is_sealed();
     if args.json {
         let doc = serde_json::json!({
@@ -386,15 +390,22 @@ fn verify_live(args: &VerifyArgs, url: &str) -> Result<(), Failure> {
         agent.entry.name,
         variant_name(agent.entry.profile.variant)
     );
-    println!(
-        "  running:     {}{}",
-        running.as_deref().unwrap_or("no bundle running"),
-        if args.expect_bundle.is_some() {
-            " (as expected)"
-        } else {
-            ""
+    match running {
+        Some(bundle) => {
+            let expected = if args.expect_bundle.is_some() {
+                " (as expected)"
+            } else {
+                ""
+            };
+            println!("  running:     {}{expected}", hex::encode(bundle.digest));
+            println!("               {}", pinned_text(bundle));
+            println!(
+                "               enforced {}",
+                easyenclave::workload_policy::describe(&bundle.policy)
+            );
         }
-    );
+        None => println!("  running:     no bundle (none deployed, or the last one was stopped)"),
+    }
     if bundles.len() > 1 {
         println!(
             "               {} bundle(s) deployed since boot",
@@ -483,10 +494,21 @@ fn options(args: &VerifyArgs) -> anyhow::Result<ConnectOptions> {
         collateral,
         expect_bundle: args.expect_bundle,
         allow_unsealed: args.allow_unsealed,
+        require_pinned: args.require_pinned,
         max_age: args.max_age.unwrap_or(DEFAULT_MAX_AGE),
         now: args.now,
         ..ConnectOptions::default()
     })
+}
+
+/// Whether a bundle's images are fixed by its digest, for the summaries.
+fn pinned_text(bundle: &easyenclave::eventlog::BundleEvent) -> &'static str {
+    if bundle.images_pinned {
+        "images: every one carried in the bundle or pinned by @sha256 digest"
+    } else {
+        "images: some pulled by tag or built, not fixed by the bundle digest \
+         (--require-pinned refuses this)"
+    }
 }
 
 /// The human summary of a verified deployment.
@@ -515,6 +537,13 @@ fn print_service(service: &VerifiedService, args: &VerifyArgs, out: &mut dyn std
     )
     .ok();
     writeln!(out, "               from {}", bundle.source).ok();
+    writeln!(out, "               {}", pinned_text(bundle)).ok();
+    writeln!(
+        out,
+        "               enforced {}",
+        easyenclave::workload_policy::describe(&bundle.policy)
+    )
+    .ok();
     if service.bundles.len() > 1 {
         writeln!(
             out,
