@@ -1432,7 +1432,17 @@ mod oidc {
             oidc_issuer: Some("https://issuer.attacker.test"),
             ..Spec::default()
         });
-        let client = attested(&agent);
+        // Attestation itself refuses the agent: whoever holds that issuer's
+        // keys could deploy to it, whatever credential this client uses.
+        let client = AgentClient::connect(&agent.url, sim_trust()).unwrap();
+        let err = client.attest().unwrap_err();
+        assert!(err.is_rejection());
+        assert_eq!(
+            err.to_string(),
+            "the agent trusts OIDC tokens of \"https://issuer.attacker.test\" (measured launch \
+             config), expected \"https://token.actions.githubusercontent.com\"; refusing to send \
+             the token"
+        );
         let jwt = token(DEFAULT_ISSUER, &client.oidc_audience());
         let request = DeployRequest::new(BundleSource::Artifact { id: 7 });
         let credential = DeployCredential::Oidc {
@@ -1441,12 +1451,19 @@ mod oidc {
             issuer: DEFAULT_ISSUER,
         };
         let err = client.deploy_with(&credential, &request).unwrap_err();
-        assert!(err.is_rejection());
-        assert_eq!(
-            err.to_string(),
-            "the agent trusts OIDC tokens of \"https://issuer.attacker.test\" (measured launch \
-             config), expected \"https://token.actions.githubusercontent.com\"; refusing to send \
-             the token"
+        assert!(matches!(err, AgentError::NotAttested), "{err}");
+        // A client that expects that issuer attests, but a token of another
+        // issuer is still not sent to it.
+        let expecting = AgentClient::connect(
+            &agent.url,
+            sim_trust().with_oidc_issuer("https://issuer.attacker.test"),
+        )
+        .unwrap();
+        expecting.attest().unwrap();
+        let err = expecting.deploy_with(&credential, &request).unwrap_err();
+        assert!(
+            matches!(err, AgentError::OidcIssuerMismatch { .. }),
+            "{err}"
         );
         assert!(!agent.saw_deploy());
     }
@@ -1601,9 +1618,7 @@ mod oidc {
             let stderr = text(&out.stderr);
             assert_eq!(out.status.code(), Some(1), "{stderr}");
             assert!(
-                stderr.contains(&format!(
-                    "--oidc-issuer: the agent accepts deploy tokens signed by {issuer:?}"
-                )),
+                stderr.contains(&format!("the agent trusts OIDC tokens of {issuer:?}")),
                 "{stderr}"
             );
             assert!(!agent.saw_deploy());
@@ -1623,7 +1638,9 @@ mod oidc {
             .strip_prefix("Bearer ")
             .unwrap();
         let (_, claims) = easyenclave::oidc::decode_unverified(jwt).unwrap();
-        let client = attested(&agent);
+        let client =
+            AgentClient::connect(&agent.url, sim_trust().with_oidc_issuer(issuer)).unwrap();
+        client.attest().unwrap();
         assert_eq!(claims.aud, client.oidc_audience());
         assert_eq!(claims.iss, issuer);
         let sent = DeployRequest::from_json(&deploy.body).unwrap();

@@ -119,6 +119,8 @@ struct Deployment {
     allowlist: AllowlistRef,
     /// The GitHub API the host put in the launch config.
     github_api_url: String,
+    /// The OIDC issuer the host put in the launch config, if not GitHub's.
+    oidc_issuer: Option<String>,
 }
 
 impl Deployment {
@@ -138,6 +140,9 @@ impl Deployment {
         let mut config = LaunchConfig::new(&self.repo, &self.endpoint);
         config.image_id = Some(self.image_id.clone());
         config.github_api_url = self.github_api_url.clone();
+        if let Some(issuer) = &self.oidc_issuer {
+            config.oidc.issuer = issuer.clone();
+        }
         let mut events = vec![Event::Config { config }];
         if let Some(digest) = self.bundle {
             events.push(Event::Bundle(BundleEvent {
@@ -298,6 +303,7 @@ impl World {
             owner_registers: None,
             allowlist: self.allowlist.clone(),
             github_api_url: self.server.base_url(),
+            oidc_issuer: None,
         }
     }
 
@@ -1246,4 +1252,28 @@ fn a_td_clock_set_ahead_is_caught_by_the_release_time() {
         other => panic!("{other}"),
     }
     assert_eq!(err.check(), "release_time");
+}
+
+/// S9: whoever holds the keys of the issuer a TD takes deploy tokens from
+/// can deploy to it; a host-chosen issuer is refused like a host-chosen API.
+#[test]
+fn a_td_taking_tokens_from_another_oidc_issuer_is_rejected() {
+    let world = World::new();
+    let mut hijacked = world.deployment(TAG);
+    hijacked.oidc_issuer = Some("https://issuer.attacker.test".to_owned());
+    world.deploy(&hijacked);
+    let err = world.connect(&world.options()).unwrap_err();
+    match &err {
+        ConnectError::OidcIssuer { expected, measured } => {
+            assert_eq!(expected, "https://token.actions.githubusercontent.com");
+            assert_eq!(measured, "https://issuer.attacker.test");
+        }
+        other => panic!("{other}"),
+    }
+    // A verifier that names that issuer (its own GitHub Enterprise Server).
+    let named = ConnectOptions {
+        oidc_issuer: "https://issuer.attacker.test".to_owned(),
+        ..world.options()
+    };
+    assert!(world.connect(&named).is_ok());
 }

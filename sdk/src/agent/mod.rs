@@ -295,6 +295,14 @@ impl AgentClient {
                 measured: launch_config.github_api_url,
             });
         }
+        // Whoever holds the measured issuer's keys can deploy to the agent,
+        // next to the caller's workload: it must be the expected one.
+        if launch_config.oidc.issuer != self.trust.expected_oidc_issuer {
+            return Err(AgentError::OidcIssuerMismatch {
+                expected: self.trust.expected_oidc_issuer.clone(),
+                measured: launch_config.oidc.issuer,
+            });
+        }
         let attested = Attested {
             quote,
             event_log: challenge.event_log,

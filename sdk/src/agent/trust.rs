@@ -106,6 +106,10 @@ pub struct AgentTrust {
     /// the agent sends the deployer's token there and fetches artifacts from
     /// it. Default [`crate::launch::DEFAULT_GITHUB_API_URL`].
     pub expected_github_api_url: String,
+    /// The OIDC issuer whose tokens the agent's measured launch config may
+    /// accept as deploy credentials: whoever holds that issuer's keys can
+    /// deploy to the agent. Default [`crate::launch::DEFAULT_OIDC_ISSUER`].
+    pub expected_oidc_issuer: String,
     /// Send a token to an agent whose measured GitHub API URL is `http://`.
     /// Only for local test servers; default false.
     pub allow_http_github_api: bool,
@@ -118,6 +122,7 @@ impl fmt::Debug for AgentTrust {
             .field("collateral", &self.collateral)
             .field("expected_repo", &self.expected_repo)
             .field("expected_github_api_url", &self.expected_github_api_url)
+            .field("expected_oidc_issuer", &self.expected_oidc_issuer)
             .field("allow_http_github_api", &self.allow_http_github_api)
             .finish()
     }
@@ -136,6 +141,7 @@ impl AgentTrust {
             collateral,
             expected_repo: expected_repo.into(),
             expected_github_api_url: crate::launch::DEFAULT_GITHUB_API_URL.to_owned(),
+            expected_oidc_issuer: crate::launch::DEFAULT_OIDC_ISSUER.to_owned(),
             allow_http_github_api: false,
         }
     }
@@ -144,6 +150,13 @@ impl AgentTrust {
     /// (a GitHub Enterprise Server root, or a test server).
     pub fn with_github_api_url(mut self, url: impl Into<String>) -> Self {
         self.expected_github_api_url = url.into();
+        self
+    }
+
+    /// The same trust for an agent whose launch config names the OIDC
+    /// issuer at `url` (GitHub Enterprise Server, a test server).
+    pub fn with_oidc_issuer(mut self, url: impl Into<String>) -> Self {
+        self.expected_oidc_issuer = url.into();
         self
     }
 

@@ -101,6 +101,17 @@ pub(crate) fn check(
             measured: measured_api.to_owned(),
         });
     }
+    let measured_issuer = document
+        .event_log
+        .config()
+        .map(|config| config.oidc.issuer.as_str())
+        .unwrap_or_default();
+    if measured_issuer != options.oidc_issuer {
+        return Err(ConnectError::OidcIssuer {
+            expected: options.oidc_issuer.clone(),
+            measured: measured_issuer.to_owned(),
+        });
+    }
 
     let bundle = check_bundle(document, options)?;
     if !options.allow_unsealed && !document.event_log.is_sealed() {

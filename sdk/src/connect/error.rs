@@ -228,6 +228,19 @@ pub enum ConnectError {
         /// The API in the measured config event.
         measured: String,
     },
+    /// The TD accepts deploy tokens from another OIDC issuer than the
+    /// verifier expects: whoever holds that issuer's keys could have
+    /// deployed to it.
+    #[error(
+        "the TD's measured launch config accepts deploy tokens of OIDC issuer {measured:?}, \
+         but the verifier expects {expected:?}"
+    )]
+    OidcIssuer {
+        /// The issuer the options name.
+        expected: String,
+        /// The issuer in the measured config event.
+        measured: String,
+    },
     /// The event log records no deployed bundle.
     #[error(
         "the event log records no running bundle: nothing was deployed, or the last \
@@ -332,6 +345,7 @@ impl ConnectError {
             ConnectError::ReleaseMismatch { .. } => "release_mismatch",
             ConnectError::RepoBinding { .. } => "repo_binding",
             ConnectError::GithubApi { .. } => "github_api",
+            ConnectError::OidcIssuer { .. } => "oidc_issuer",
             ConnectError::NoBundle => "no_bundle",
             ConnectError::NotPinned { .. } => "not_pinned",
             ConnectError::BundleMismatch { .. } => "bundle_mismatch",

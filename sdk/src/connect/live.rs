@@ -71,7 +71,8 @@ pub fn verify_agent(
         collateral,
         repo,
     )
-    .with_github_api_url(options.expected_td_github_api());
+    .with_github_api_url(options.expected_td_github_api())
+    .with_oidc_issuer(options.oidc_issuer.clone());
     // The caller named a plain-http API itself (a local test server).
     trust.allow_http_github_api = options.expected_td_github_api().starts_with("http://");
     let live = |source| ConnectError::Live {
@@ -132,7 +133,8 @@ pub fn open(
     policy.allowlist = None;
     let verifier = Verifier::with_root(options.trust_root.clone(), policy);
     let mut trust = AgentTrust::new(verifier, collateral, service.repo.clone())
-        .with_github_api_url(options.expected_td_github_api());
+        .with_github_api_url(options.expected_td_github_api())
+        .with_oidc_issuer(options.oidc_issuer.clone());
     trust.allow_http_github_api = options.expected_td_github_api().starts_with("http://");
     let live = |source| ConnectError::Live {
         endpoint: service.endpoint.clone(),

@@ -19,7 +19,8 @@
 //! 7. the document was made for the release it is published on;
 //! 8. the measured launch config binds the TD to the repo asked for, and
 //!    names the GitHub API the verifier reads from (`github_api_url`): a TD
-//!    measured with another API sent its deployer's token there;
+//!    measured with another API sent its deployer's token there; and the
+//!    OIDC issuer it takes deploy tokens from is the expected one;
 //! 9. a bundle was deployed (and is the expected one, if given);
 //! 10. the TD is sealed (unless unsealed deployments are allowed);
 //! 11. the document is fresh: no older than `max_age`, not from the future,
@@ -85,6 +86,10 @@ pub struct ConnectOptions {
     /// behind QEMU's NAT reaching a local test server at 10.0.2.2). Default
     /// (`None`): [`Self::github_api_url`].
     pub td_github_api_url: Option<String>,
+    /// The OIDC issuer the TD's measured launch config may accept deploy
+    /// tokens from (whoever holds its keys can deploy to the TD). Default
+    /// [`crate::launch::DEFAULT_OIDC_ISSUER`], GitHub's Actions issuer.
+    pub oidc_issuer: String,
     /// A GitHub token, for private repos and higher rate limits. Sent only
     /// to the API's own origin, never to release storage.
     pub github_token: Option<String>,
@@ -143,6 +148,7 @@ impl Default for ConnectOptions {
         ConnectOptions {
             github_api_url: DEFAULT_GITHUB_API_URL.to_owned(),
             td_github_api_url: None,
+            oidc_issuer: crate::launch::DEFAULT_OIDC_ISSUER.to_owned(),
             github_token: None,
             trust_root: TrustRoot::IntelProduction,
             policy: Policy::default(),
@@ -182,6 +188,7 @@ impl std::fmt::Debug for ConnectOptions {
         f.debug_struct("ConnectOptions")
             .field("github_api_url", &self.github_api_url)
             .field("td_github_api_url", &self.td_github_api_url)
+            .field("oidc_issuer", &self.oidc_issuer)
             .field(
                 "github_token",
                 &self.github_token.as_ref().map(|_| "<redacted>"),

@@ -306,6 +306,7 @@ fn connect_options(args: &DeployArgs) -> anyhow::Result<ConnectOptions> {
     Ok(ConnectOptions {
         github_api_url: args.api_url.clone(),
         td_github_api_url: args.td_api_url.clone(),
+        oidc_issuer: args.oidc.issuer().to_owned(),
         trust_root,
         policy,
         accepted_variants,

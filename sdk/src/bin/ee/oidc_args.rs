@@ -78,25 +78,15 @@ impl OidcArgs {
         &self.oidc_issuer
     }
 
-    /// Print what the verified agent says about OIDC deploys, and refuse an
-    /// agent whose measured issuer is not the expected one, whatever the
-    /// credential: whoever holds that issuer's keys could deploy to the
-    /// agent after us, next to our workload's data. With
-    /// --print-oidc-audience, print the audience on stdout and report that
-    /// the command is done.
+    /// Print what the verified agent says about OIDC deploys (its measured
+    /// issuer was already checked against --oidc-issuer with the rest of
+    /// the agent, `connect::verify_agent`). With --print-oidc-audience,
+    /// print the audience on stdout and report that the command is done.
     pub fn describe(&self, client: &AgentClient, attested: &Attested) -> Result<bool, Failure> {
         let audience = client.oidc_audience();
         let measured = &attested.launch_config.oidc.issuer;
         eprintln!("  OIDC issuer:            {measured} (measured)");
         eprintln!("  OIDC audience:          {audience}");
-        if *measured != self.oidc_issuer {
-            return Err(Failure::Rejected(anyhow!(
-                "--oidc-issuer: the agent accepts deploy tokens signed by {measured:?} (measured \
-                 launch config), expected {:?}: whoever holds that issuer's keys could deploy to \
-                 it; refusing to send anything",
-                self.oidc_issuer
-            )));
-        }
         if self.print_oidc_audience {
             println!("{audience}");
         }

@@ -80,6 +80,10 @@ pub struct VerifyArgs {
     /// reaching a local test server) [default: --api-url].
     #[arg(long, value_name = "URL")]
     td_api_url: Option<String>,
+    /// The OIDC issuer the TD may accept deploy tokens from (a GitHub
+    /// Enterprise Server's, or a test server's).
+    #[arg(long, value_name = "URL", default_value = easyenclave::launch::DEFAULT_OIDC_ISSUER)]
+    oidc_issuer: String,
     /// Read a GitHub token from this environment variable (private repos,
     /// rate limits). It is sent only to the API's own origin.
     #[arg(long, value_name = "VAR")]
@@ -481,6 +485,7 @@ fn options(args: &VerifyArgs) -> anyhow::Result<ConnectOptions> {
     Ok(ConnectOptions {
         github_api_url: args.api_url.clone(),
         td_github_api_url: args.td_api_url.clone(),
+        oidc_issuer: args.oidc_issuer.clone(),
         github_token,
         trust_root,
         policy,
