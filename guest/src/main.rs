@@ -12,6 +12,7 @@ use ee_init::tsm::Selection;
 
 const USAGE: &str = "\
 usage: ee-init                  (as PID1 of the TD; kernel-passed arguments are ignored)
+       ee-init --backends         (the TSM backends this build carries: tdx[,sim])
        ee-init --dev-run [--root DIR] [--launch-config FILE] [--tsm auto|sim|none] [--listen ADDR:PORT]
 
 --dev-run            run as an ordinary process: no mounts, modules, network
@@ -73,6 +74,10 @@ fn main() -> ExitCode {
         // writeln! rather than println!, which panics when stdout is gone.
         Some("--help" | "-h") => {
             let _ = writeln!(std::io::stdout(), "{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some("--backends") => {
+            let _ = writeln!(std::io::stdout(), "{}", ee_init::tsm::backends());
             return ExitCode::SUCCESS;
         }
         Some("--version" | "-V") => {

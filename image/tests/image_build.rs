@@ -316,6 +316,39 @@ fn sim_image_boots_under_tcg_and_is_allowlisted() {
     );
 }
 
+/// S14: a production image must not carry the simulated platform, which
+/// would stand in for TDX wherever configfs-tsm is missing.
+#[test]
+fn a_production_image_refuses_an_ee_init_with_the_sim_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = ee_init(EeInitVariant::Release, dir.path());
+    let sim = ee_init(EeInitVariant::Sim, dir.path());
+    assert_eq!(
+        easyenclave::image_manifest::ee_init_backends(&std::fs::read(&release).unwrap()),
+        [vec!["tdx".to_owned()]]
+    );
+    let out = dir.path().join("out");
+    let refused = ee_image(&[
+        "build",
+        "--config",
+        s(&config()),
+        "--ee-init",
+        &format!("production={}", s(&sim)),
+        "--out",
+        s(&out),
+    ]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("carries the backends tdx,sim, expected tdx alone"),
+        "{stderr}"
+    );
+    assert!(!out.join("production").exists());
+    // The binary says so itself, too.
+    let told = Command::new(&sim).arg("--backends").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&told.stdout), "tdx,sim\n");
+}
+
 #[test]
 fn dev_image_opens_a_console_shell_on_a_fatal_error() {
     let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());

@@ -210,6 +210,44 @@ fn image_id(variant: Variant, outputs: &Outputs) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
+/// How an `ee-init` binary tells which TSM backends it was built with,
+/// without being run: the bytes `ee-init-backends:`, a comma-separated list
+/// of lower-case names (`tdx`, `sim`) and a NUL, kept in the binary. The
+/// image builder refuses a production image whose `ee-init` carries `sim`.
+pub const EE_INIT_BACKENDS_MARKER: &[u8] = b"ee-init-backends:";
+
+/// Every well-formed backend list that `binary` carries (normally exactly
+/// one). Occurrences of the marker not followed by `[a-z,]{1,64}` and a NUL
+/// are not lists and are skipped.
+pub fn ee_init_backends(binary: &[u8]) -> Vec<Vec<String>> {
+    let marker = EE_INIT_BACKENDS_MARKER;
+    let mut lists = Vec::new();
+    let mut from = 0;
+    while let Some(at) = binary
+        .get(from..)
+        .and_then(|rest| rest.windows(marker.len()).position(|w| w == marker))
+    {
+        let start = from + at + marker.len();
+        from = start;
+        let tail = binary.get(start..).unwrap_or_default();
+        let Some(end) = tail.iter().take(65).position(|&b| b == 0) else {
+            continue;
+        };
+        let list = tail.get(..end).unwrap_or_default();
+        if list.is_empty() || !list.iter().all(|b| b.is_ascii_lowercase() || *b == b',') {
+            continue;
+        }
+        lists.push(
+            String::from_utf8_lossy(list)
+                .split(',')
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        );
+    }
+    lists
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +303,23 @@ mod tests {
         assert!(err.contains("does not match its outputs"), "{err}");
         let err = ImageManifest::parse(b"{}").unwrap_err();
         assert!(err.contains("missing field"), "{err}");
+    }
+
+    #[test]
+    fn ee_init_backend_lists_are_read_from_the_bytes() {
+        let binary = [
+            &b"\x7fELF..ee-init-backends:"[..],
+            b"garbage ee-init-backends:tdx,sim\0more ee-init-backends:TDX\0",
+            b"ee-init-backends:tdx\0",
+        ]
+        .concat();
+        assert_eq!(
+            super::ee_init_backends(&binary),
+            [
+                vec!["tdx".to_owned(), "sim".to_owned()],
+                vec!["tdx".to_owned()]
+            ]
+        );
+        assert!(super::ee_init_backends(b"ee-init-backends:").is_empty());
     }
 }

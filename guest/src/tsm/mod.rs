@@ -280,3 +280,27 @@ fn sim_backend(_root: &FsRoot) -> Result<Box<dyn Tsm>, TsmError> {
         "this ee-init was built without the `sim` feature".into(),
     ))
 }
+/// The backends this build carries, in the form the image builder reads
+/// from the binary without running it
+/// (`easyenclave::image_manifest::EE_INIT_BACKENDS_MARKER`): `ee-image
+/// build` refuses a production image whose `ee-init` carries `sim`.
+#[cfg(feature = "sim")]
+#[used]
+pub static BACKENDS_MARKER: [u8; 25] = *b"ee-init-backends:tdx,sim\0";
+/// See the `sim` build's doc.
+#[cfg(not(feature = "sim"))]
+#[used]
+pub static BACKENDS_MARKER: [u8; 21] = *b"ee-init-backends:tdx\0";
+
+/// The backend names of [`BACKENDS_MARKER`], e.g. `tdx,sim`.
+pub fn backends() -> &'static str {
+    // black_box: the bytes must stay in the binary as they are.
+    let marker: &'static [u8] = std::hint::black_box(&BACKENDS_MARKER);
+    let list = marker
+        .get(
+            easyenclave::image_manifest::EE_INIT_BACKENDS_MARKER.len()
+                ..marker.len().saturating_sub(1),
+        )
+        .unwrap_or_default();
+    std::str::from_utf8(list).unwrap_or_default()
+}

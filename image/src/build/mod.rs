@@ -122,6 +122,15 @@ pub enum BuildError {
     /// No ee-init binary was given.
     #[error("no variant to build: pass --ee-init VARIANT=PATH")]
     NoVariant,
+    /// A production variant's ee-init carries the simulated platform, or
+    /// does not say which backends it carries.
+    #[error("--ee-init production={}: {problem}", path.display())]
+    EeInitBackends {
+        /// The binary.
+        path: PathBuf,
+        /// What it carries, and what a production image needs.
+        problem: String,
+    },
     /// Two paths collide or a path is malformed.
     #[error(transparent)]
     Tree(#[from] TreeError),
@@ -151,6 +160,11 @@ pub struct BuildSpec {
 pub fn build(spec: &BuildSpec, progress: &Progress) -> Result<Vec<ImageManifest>, BuildError> {
     if spec.ee_init.is_empty() {
         return Err(BuildError::NoVariant);
+    }
+    for (variant, path) in &spec.ee_init {
+        if *variant == Variant::Production {
+            check_production_ee_init(path)?;
+        }
     }
     let config = Config::load(&spec.config)?;
     let lock = Lock::load(&spec.lock)?;
@@ -370,6 +384,33 @@ fn add_dev_shell(tree: &mut FileTree) -> Result<(), BuildError> {
 }
 
 pub use easyenclave::image_manifest::variant_name;
+
+/// A production image's ee-init must carry the TDX backend alone: one with
+/// the simulated platform would fall back to a software TD (with a public
+/// seed) wherever configfs-tsm is missing. Checked from the bytes, before
+/// anything is built, so a mislabelled image is never written.
+fn check_production_ee_init(path: &Path) -> Result<(), BuildError> {
+    let refuse = |problem: String| BuildError::EeInitBackends {
+        path: path.to_owned(),
+        problem,
+    };
+    let lists = easyenclave::image_manifest::ee_init_backends(&read(path)?);
+    if lists.is_empty() {
+        return Err(refuse(
+            "the binary does not say which TSM backends it carries (no ee-init-backends \
+             marker): build a current ee-init"
+                .to_owned(),
+        ));
+    }
+    if let Some(list) = lists.iter().find(|list| list.iter().any(|b| b != "tdx")) {
+        return Err(refuse(format!(
+            "it carries the backends {}, expected tdx alone: a production ee-init is built \
+             without the `sim` feature",
+            list.join(",")
+        )));
+    }
+    Ok(())
+}
 
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
     fs::read(path).map_err(|source| BuildError::Read {
