@@ -178,6 +178,7 @@ pub(crate) fn published(
 }
 
 /// The verifier's own allowlist file, parsed, and the SHA-256 of its bytes.
+#[cfg(feature = "agent-client")]
 pub(crate) fn from_file(path: &Path) -> Result<(Allowlist, [u8; 32]), ConnectError> {
     let max = u64::try_from(MAX_ALLOWLIST_BYTES).unwrap_or(u64::MAX);
     let bytes = read_capped(path, max)?;
