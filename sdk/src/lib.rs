@@ -32,6 +32,7 @@ pub mod image_manifest;
 pub mod input;
 pub mod launch;
 pub mod module_list;
+pub mod percent;
 pub mod quote;
 pub mod rtmr;
 pub mod sim_registers;

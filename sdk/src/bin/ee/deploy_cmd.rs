@@ -32,7 +32,9 @@ use easyenclave::verify::{Policy, StatusName, TrustRoot};
 use sha2::{Digest, Sha256};
 
 use crate::quote_cmd::read_capped;
-use crate::trust_args::{parse_repo, parse_variant, root_certificate, sim_collateral, sim_pki};
+use crate::trust_args::{
+    parse_repo, parse_variant, publishers_or_official, root_certificate, sim_collateral, sim_pki,
+};
 use crate::Failure;
 
 /// Largest root CA file accepted.
@@ -310,11 +312,7 @@ fn connect_options(args: &DeployArgs) -> anyhow::Result<ConnectOptions> {
         trust_root,
         policy,
         accepted_variants,
-        allowlist_publishers: if args.allowlist_publishers.is_empty() {
-            ConnectOptions::default().allowlist_publishers
-        } else {
-            args.allowlist_publishers.clone()
-        },
+        allowlist_publishers: publishers_or_official(&args.allowlist_publishers),
         collateral: collateral_choice(args)?,
         allow_unsealed: true,
         ..ConnectOptions::default()

@@ -15,6 +15,7 @@ use easyenclave::agent::{AgentClient, Attested};
 use easyenclave::oidc::{DEFAULT_ISSUER, MAX_TOKEN_BYTES};
 
 use crate::Failure;
+use easyenclave::percent::encode_component;
 
 /// Environment variable holding an OIDC token.
 pub const TOKEN_ENV: &str = "EE_OIDC_TOKEN";
@@ -133,7 +134,7 @@ fn request_from_actions(audience: &str) -> anyhow::Result<String> {
     let bearer = std::env::var(REQUEST_TOKEN_ENV)
         .map_err(|_| anyhow!("--oidc-from-actions: ${REQUEST_TOKEN_ENV} is not set"))?;
     let separator = if url.contains('?') { '&' } else { '?' };
-    let url = format!("{url}{separator}audience={}", encode(audience));
+    let url = format!("{url}{separator}audience={}", encode_component(audience));
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
@@ -170,17 +171,4 @@ fn request_from_actions(audience: &str) -> anyhow::Result<String> {
     let answer: Answer = serde_json::from_slice(&body)
         .context("--oidc-from-actions: the answer has no string `value`")?;
     Ok(answer.value)
-}
-
-/// Percent-encodes all but RFC 3986 unreserved characters.
-fn encode(raw: &str) -> String {
-    raw.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

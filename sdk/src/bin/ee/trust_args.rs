@@ -75,3 +75,15 @@ pub fn parse_variant(text: &str) -> Result<easyenclave::allowlist::Variant, Stri
 pub fn parse_repo(text: &str) -> Result<easyenclave::github::RepoName, String> {
     easyenclave::github::RepoName::parse(text).map_err(|e| e.to_string())
 }
+
+/// `--allowlist-publisher` values, or the project's own image releases when
+/// none is given (`easyenclave::connect::OFFICIAL_IMAGE_PUBLISHER`).
+pub fn publishers_or_official(
+    given: &[easyenclave::github::RepoName],
+) -> Vec<easyenclave::github::RepoName> {
+    if given.is_empty() {
+        easyenclave::connect::ConnectOptions::default().allowlist_publishers
+    } else {
+        given.to_vec()
+    }
+}

@@ -28,7 +28,9 @@ use sha2::{Digest, Sha256};
 use std::io::Write as _;
 
 use crate::quote_cmd::read_capped;
-use crate::trust_args::{parse_repo, parse_variant, root_certificate, sim_collateral, sim_pki};
+use crate::trust_args::{
+    parse_repo, parse_variant, publishers_or_official, root_certificate, sim_collateral, sim_pki,
+};
 use crate::Failure;
 
 /// `--max-age` default: the library's `easyenclave::connect::DEFAULT_MAX_AGE`
@@ -490,11 +492,7 @@ fn options(args: &VerifyArgs) -> anyhow::Result<ConnectOptions> {
         trust_root,
         policy,
         accepted_variants,
-        allowlist_publishers: if args.allowlist_publishers.is_empty() {
-            ConnectOptions::default().allowlist_publishers
-        } else {
-            args.allowlist_publishers.clone()
-        },
+        allowlist_publishers: publishers_or_official(&args.allowlist_publishers),
         allowlist_override: args.allowlist.clone(),
         collateral,
         expect_bundle: args.expect_bundle,

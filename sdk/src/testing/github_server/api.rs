@@ -9,6 +9,7 @@ use super::state::{Store, StoredArtifact, StoredAsset, StoredRelease};
 use super::storage::Blob;
 use super::wire::{now, rfc3339, ApiError, Incoming, Reply};
 use super::Shared;
+use crate::percent::encode_component;
 
 const DEFAULT_PER_PAGE: usize = 30;
 const MAX_PER_PAGE: usize = 100;
@@ -607,11 +608,11 @@ fn paginated(
             .query
             .iter()
             .filter(|(k, _)| k != "page" && k != "per_page")
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
             .collect();
         query.push(format!("per_page={per_page}"));
         query.push(format!("page={target}"));
-        let path: Vec<String> = req.segments.iter().map(|s| encode(s)).collect();
+        let path: Vec<String> = req.segments.iter().map(|s| encode_component(s)).collect();
         format!(
             "<{}/{}?{}>; rel=\"{rel}\"",
             shared.urls().web,
@@ -633,27 +634,14 @@ fn paginated(
     reply.with_header("Link", links.join(", "))
 }
 
-/// Percent-encodes all but RFC 3986 unreserved characters.
-fn encode(raw: &str) -> String {
-    raw.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 fn user_json(shared: &Shared, login: &str) -> Value {
     json!({
         "login": login,
         "id": shared.config.user_id(login).unwrap_or(0),
         "type": "User",
         "site_admin": false,
-        "url": format!("{}/users/{}", shared.urls().api, encode(login)),
-        "html_url": format!("{}/{}", shared.urls().web, encode(login)),
+        "url": format!("{}/users/{}", shared.urls().api, encode_component(login)),
+        "html_url": format!("{}/{}", shared.urls().web, encode_component(login)),
     })
 }
 
@@ -698,7 +686,7 @@ fn release_json(shared: &Shared, release: &StoredRelease) -> Value {
             "{}/repos/{}/releases/{}/assets{{?name,label}}",
             shared.urls().uploads, release.repo, release.id
         ),
-        "html_url": format!("{}/{}/releases/tag/{}", shared.urls().web, release.repo, encode(&release.tag_name)),
+        "html_url": format!("{}/{}/releases/tag/{}", shared.urls().web, release.repo, encode_component(&release.tag_name)),
         "id": release.id,
         "author": user_json(shared, &release.author),
         "tag_name": release.tag_name,
@@ -718,7 +706,7 @@ fn asset_json(shared: &Shared, release: &StoredRelease, asset: &StoredAsset) -> 
         "url": format!("{}/repos/{}/releases/assets/{}", shared.urls().api, release.repo, asset.id),
         "browser_download_url": format!(
             "{}/{}/releases/download/{}/{}",
-            shared.urls().web, release.repo, encode(&release.tag_name), encode(&asset.name)
+            shared.urls().web, release.repo, encode_component(&release.tag_name), encode_component(&asset.name)
         ),
         "id": asset.id,
         "name": asset.name,
