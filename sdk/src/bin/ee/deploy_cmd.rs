@@ -30,6 +30,7 @@ use easyenclave::github::RepoName;
 use easyenclave::launch::{canonical_api_url, check_repo, check_url, DEFAULT_GITHUB_API_URL};
 use easyenclave::verify::{Policy, StatusName, TrustRoot};
 use sha2::{Digest, Sha256};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::quote_cmd::read_capped;
 use crate::trust_args::{
@@ -193,12 +194,14 @@ pub fn run(args: DeployArgs) -> Result<(), Failure> {
     }
     let client = agent.client;
 
-    // Only now the secrets.
-    let token = std::env::var(&args.token_env)
-        .ok()
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| anyhow!("--token-env: ${} is not set", args.token_env))?;
-    let request = DeployRequest {
+    // Only now the secrets, in buffers wiped when dropped.
+    let token = Zeroizing::new(
+        std::env::var(&args.token_env)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| anyhow!("--token-env: ${} is not set", args.token_env))?,
+    );
+    let mut request = DeployRequest {
         version: DEPLOY_API_VERSION,
         bundle,
         env: private_env(&args)?,
@@ -210,25 +213,26 @@ pub fn run(args: DeployArgs) -> Result<(), Failure> {
     request
         .validate()
         .map_err(|e| anyhow!("deploy request: {e}"))?;
-    let oidc_token = args.oidc.token(&client)?;
+    let oidc_token = args.oidc.token(&client)?.map(Zeroizing::new);
     let credential = match &oidc_token {
         Some(id_token) => DeployCredential::Oidc {
-            id_token,
+            id_token: id_token.as_str(),
             github_token: &token,
             issuer: args.oidc.issuer(),
         },
         None => DeployCredential::GitHubToken(&token),
     };
-    let accepted = client
-        .deploy_with(&credential, &request)
-        .map_err(agent_failure)?;
+    let accepted = client.deploy_with(&credential, &request);
+    // The private values have been sent (or refused): wipe this copy.
+    request.env.values_mut().for_each(Zeroize::zeroize);
+    let accepted = accepted.map_err(agent_failure)?;
     eprintln!("ee: deployment {} accepted", accepted.id);
 
     // The status views need the deploy's credential: with OIDC, the
     // GITHUB_TOKEN would be refused (it names no user).
     let status = follow(
         client,
-        oidc_token.as_deref().unwrap_or(&token),
+        oidc_token.as_deref().map_or(token.as_str(), String::as_str),
         oidc_token.is_some(),
         &accepted.id,
         Duration::from_secs(args.timeout),
