@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use easyenclave::attestation::{
     report_data, ChallengeResponse, ChallengeStatement, CHALLENGE_RESPONSE_VERSION, MAX_NONCE_BYTES,
 };
-use easyenclave::deploy::{DeploymentState, DeploymentStatus, MAX_ID_LEN};
+use easyenclave::deploy::{DeploymentState, DeploymentStatus};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -232,11 +232,7 @@ impl AgentApi {
             Ok(view) => view,
             Err(response) => return response,
         };
-        let plausible = !id.is_empty()
-            && id.len() <= MAX_ID_LEN
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let plausible = easyenclave::deploy::check_deployment_id(id).is_ok();
         let status = if plausible { engine.status(id) } else { None };
         match status {
             Some(status) => Response::json(200, &shown(status, view)),

@@ -44,6 +44,24 @@ pub const MAX_ENV_VALUE_BYTES: usize = 32 * 1024;
 pub const MAX_LOG_TAIL_LINES: usize = 200;
 /// Longest deployment id.
 pub const MAX_ID_LEN: usize = 64;
+
+/// Check a deployment id, as the agent issues them (`d1`, `d2`, ...) and as
+/// both sides accept them in a URL path: 1 to [`MAX_ID_LEN`] ASCII letters,
+/// digits, `-` or `_`. The one rule for the agent's routes and the client.
+pub fn check_deployment_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "deployment id {id:?} must be 1 to {MAX_ID_LEN} letters, digits, '-' or '_'"
+        ))
+    }
+}
 /// Longest `github_token`.
 pub const MAX_GITHUB_TOKEN_LEN: usize = 1024;
 
