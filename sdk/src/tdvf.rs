@@ -223,7 +223,7 @@ pub enum TdvfError {
         len: usize,
     },
     /// The footer GUID is not where OVMF puts it: not an OVMF build.
-    #[error("no TDVF metadata: footer GUID {TABLE_FOOTER_GUID} of the OVMF GUIDed table not found at len-48 (offset {offset:#x}; found {found}): not an OVMF/TDVF build")]
+    #[error("no TDVF metadata: footer GUID {TABLE_FOOTER_GUID} not found at len-48 (offset {offset:#x}; found {found}): no OVMF GUIDed table footer, not an OVMF/TDVF build")]
     NoFooter {
         /// Where the GUID was expected.
         offset: usize,
