@@ -638,12 +638,23 @@ mod tests {
     ];
 
     /// Build a firmware-shaped byte string for tests: `entries` (GUID, data) in
-    /// table order, a TDVF descriptor at `descriptor_at` when given, and the
-    /// footer.
+    /// table order, a TDVF descriptor header with no sections at
+    /// `descriptor_at` when given, and the footer.
     fn synthetic_firmware(
         size: usize,
         entries: &[([u8; 16], Vec<u8>)],
         descriptor_at: Option<usize>,
+    ) -> Vec<u8> {
+        let descriptor = descriptor_at.map(|at| (at, descriptor_bytes(32, &[])));
+        firmware_with(size, entries, descriptor)
+    }
+
+    /// A firmware of `size` bytes: the `descriptor` bytes at their offset when
+    /// given, the table of `entries` and the footer, 32 bytes of reset vector.
+    fn firmware_with(
+        size: usize,
+        entries: &[([u8; 16], Vec<u8>)],
+        descriptor: Option<(usize, Vec<u8>)>,
     ) -> Vec<u8> {
         let mut table = Vec::new();
         for (guid, data) in entries {
@@ -657,18 +668,28 @@ mod tests {
         table.extend_from_slice(&FOOTER_BYTES);
         table.extend_from_slice(&[0xf4; FOOTER_END_FROM_EOF]);
         let mut out = vec![0u8; size.saturating_sub(table.len())];
-        if let Some(at) = descriptor_at {
-            let descriptor = [
-                &TDVF_SIGNATURE[..],
-                &32u32.to_le_bytes(),
-                &1u32.to_le_bytes(),
-                &0u32.to_le_bytes(),
-            ]
-            .concat();
+        if let Some((at, descriptor)) = descriptor {
             out[at..at + descriptor.len()].copy_from_slice(&descriptor);
         }
         out.extend_from_slice(&table);
         out
+    }
+
+    /// A "TDVF" descriptor, version 1, with the `length` field given.
+    fn descriptor_bytes(length: u32, sections: &[RawSection]) -> Vec<u8> {
+        let mut d = TDVF_SIGNATURE.to_vec();
+        d.extend_from_slice(&length.to_le_bytes());
+        d.extend_from_slice(&1u32.to_le_bytes());
+        d.extend_from_slice(&(sections.len() as u32).to_le_bytes());
+        for &(off, raw, gpa, size, kind, attr) in sections {
+            d.extend_from_slice(&off.to_le_bytes());
+            d.extend_from_slice(&raw.to_le_bytes());
+            d.extend_from_slice(&gpa.to_le_bytes());
+            d.extend_from_slice(&size.to_le_bytes());
+            d.extend_from_slice(&kind.to_le_bytes());
+            d.extend_from_slice(&attr.to_le_bytes());
+        }
+        d
     }
 
     /// The TDVF metadata table entry for a descriptor at `descriptor_at` in a
@@ -829,47 +850,19 @@ mod tests {
     const TINY_DESCRIPTOR_AT: usize = 0x8000;
     const TINY_LEN: usize = 0x10000;
 
-    fn guid(s: &str) -> [u8; 16] {
-        let h = hex::decode(s.replace('-', "")).unwrap();
-        let mut g = [0u8; 16];
-        g[0..4].copy_from_slice(&[h[3], h[2], h[1], h[0]]);
-        g[4..6].copy_from_slice(&[h[5], h[4]]);
-        g[6..8].copy_from_slice(&[h[7], h[6]]);
-        g[8..].copy_from_slice(&h[8..]);
-        g
-    }
-
     /// A 64 KiB image laid out as an OVMF TDVF: sections as given, descriptor
     /// at 0x8000, and the GUIDed table (an unrelated entry, the TDX metadata
     /// offset entry, the footer) ending 32 bytes before the end.
     fn tiny_firmware(sections: &[RawSection]) -> Vec<u8> {
-        let mut fw = vec![0u8; TINY_LEN];
-        let mut d = b"TDVF".to_vec();
-        d.extend_from_slice(&(16 + 32 * sections.len() as u32).to_le_bytes());
-        d.extend_from_slice(&1u32.to_le_bytes());
-        d.extend_from_slice(&(sections.len() as u32).to_le_bytes());
-        for &(off, raw, gpa, size, kind, attr) in sections {
-            d.extend_from_slice(&off.to_le_bytes());
-            d.extend_from_slice(&raw.to_le_bytes());
-            d.extend_from_slice(&gpa.to_le_bytes());
-            d.extend_from_slice(&size.to_le_bytes());
-            d.extend_from_slice(&kind.to_le_bytes());
-            d.extend_from_slice(&attr.to_le_bytes());
-        }
-        fw[TINY_DESCRIPTOR_AT..TINY_DESCRIPTOR_AT + d.len()].copy_from_slice(&d);
-
-        let mut table = Vec::new();
-        table.extend_from_slice(&[1, 2, 3, 4]);
-        table.extend_from_slice(&22u16.to_le_bytes());
-        table.extend_from_slice(&guid("00f771de-1a7e-4fcb-890e-68c77e2fb44e"));
-        table.extend_from_slice(&((TINY_LEN - TINY_DESCRIPTOR_AT) as u32).to_le_bytes());
-        table.extend_from_slice(&22u16.to_le_bytes());
-        table.extend_from_slice(&guid("e47a6535-984a-4798-865e-4685a7bf8ec2"));
-        table.extend_from_slice(&((table.len() + 18) as u16).to_le_bytes());
-        table.extend_from_slice(&guid("96b582de-1fb2-45f7-baea-a366c55a082d"));
-        let end = TINY_LEN - 32;
-        fw[end - table.len()..end].copy_from_slice(&table);
-        fw
+        let length = 16 + 32 * sections.len() as u32;
+        firmware_with(
+            TINY_LEN,
+            &[
+                ([7u8; 16], vec![1, 2, 3, 4]),
+                metadata_entry(TINY_LEN, TINY_DESCRIPTOR_AT),
+            ],
+            Some((TINY_DESCRIPTOR_AT, descriptor_bytes(length, sections))),
+        )
     }
 
     fn parse_error(fw: &[u8]) -> String {
