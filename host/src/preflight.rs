@@ -276,7 +276,7 @@ impl Preflight {
                     "{}: TDVF metadata found (descriptor version {}, {} sections)",
                     path.display(),
                     d.version,
-                    d.sections
+                    d.section_count
                 ),
             ),
             Err(e) => problem(NAME, Status::Fail, e.to_string(), FIX),

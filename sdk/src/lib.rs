@@ -6,8 +6,9 @@
 //! event log ([`eventlog`]), allowlists ([`allowlist`]), the attestation
 //! document with its REPORTDATA binding ([`attestation`]), deploy bundles
 //! ([`bundle`]), the agent's deploy API ([`deploy`]) and its RA-TLS
-//! certificates ([`ratls`]). On top of them: verifying a repo's published
-//! service ([`connect`]) and talking to a verified agent ([`agent`]).
+//! certificates ([`ratls`]), the TDX firmware's TDVF metadata ([`tdvf`]).
+//! On top of them: verifying a repo's published service ([`connect`]) and
+//! talking to a verified agent ([`agent`]).
 //!
 //! Cargo features: `verify` (dcap-qvl), `github` (the blocking GitHub
 //! client), `fetch` (`github` + collateral services + `connect`), `bundle`
@@ -36,6 +37,7 @@ pub mod percent;
 pub mod quote;
 pub mod rtmr;
 pub mod sim_registers;
+pub mod tdvf;
 mod versioned;
 pub mod workload_policy;
 

@@ -7,62 +7,8 @@
 //! Options", 10.3.5.6/10.3.5.7 "PIWG Firmware File/Volume" device path nodes)
 //! and the TCG PC Client PFP specification (`UEFI_VARIABLE_DATA`).
 
-use std::fmt;
-
-/// A GUID, stored as UEFI stores it: the first three fields little-endian,
-/// the last eight bytes as written.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Guid([u8; 16]);
-
-impl Guid {
-    /// The GUID `d1-d2-d3-d4[0..2]-d4[2..8]` in its canonical text form.
-    pub const fn from_fields(d1: u32, d2: u16, d3: u16, d4: [u8; 8]) -> Self {
-        let a = d1.to_le_bytes();
-        let b = d2.to_le_bytes();
-        let c = d3.to_le_bytes();
-        Guid([
-            a[0], a[1], a[2], a[3], b[0], b[1], c[0], c[1], d4[0], d4[1], d4[2], d4[3], d4[4],
-            d4[5], d4[6], d4[7],
-        ])
-    }
-
-    /// A GUID from its 16 on-disk bytes.
-    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
-        Guid(bytes)
-    }
-
-    /// The 16 on-disk bytes.
-    pub const fn as_bytes(&self) -> &[u8; 16] {
-        &self.0
-    }
-}
-
-impl fmt::Display for Guid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = &self.0;
-        write!(
-            f,
-            "{:08x}-{:04x}-{:04x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-            u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            u16::from_le_bytes([b[4], b[5]]),
-            u16::from_le_bytes([b[6], b[7]]),
-            b[8],
-            b[9],
-            b[10],
-            b[11],
-            b[12],
-            b[13],
-            b[14],
-            b[15]
-        )
-    }
-}
-
-impl fmt::Debug for Guid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
+/// A GUID in its on-disk byte order: the SDK's, which the TDVF table uses too.
+pub use easyenclave::tdvf::Guid;
 
 /// `EFI_GLOBAL_VARIABLE` (8be4df61-93ca-11d2-aa0d-00e098032b8c): SecureBoot,
 /// PK, KEK, BootOrder, Boot####.

@@ -9,7 +9,8 @@
 //! been checked against a quote from TDX hardware here. See image/README.md
 //! for which parts are cross-checked against independent tools.
 //!
-//! - [`tdvf`]: the firmware's TDVF metadata;
+//! - [`tdvf`]: the firmware's TDVF metadata (the SDK's parser,
+//!   `easyenclave::tdvf`, re-exported);
 //! - [`mrtd`]: MRTD from the TDVF sections;
 //! - [`td_hob`]: the TD HOB QEMU writes (first RTMR0 event);
 //! - [`ovmf`]: RTMR0 and RTMR1 events OVMF logs, [`efi`] their encodings,
@@ -31,7 +32,6 @@ pub mod inputs;
 pub mod mrtd;
 pub mod ovmf;
 pub mod td_hob;
-pub mod tdvf;
 pub mod transcript;
 
 use std::path::PathBuf;
@@ -39,6 +39,9 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use easyenclave::rtmr::{self, sha384};
+
+/// The firmware's TDVF metadata: the SDK's parser, shared with `ee-host`.
+pub use easyenclave::tdvf;
 
 pub use acpi::{read_acpi_dir, AcpiBlob, AcpiError};
 pub use diff::{diff, DiffReport, Expected};
