@@ -35,6 +35,7 @@ pub mod module_list;
 pub mod percent;
 pub mod quote;
 pub mod rtmr;
+pub mod service_list;
 pub mod sim_registers;
 mod versioned;
 pub mod workload_policy;
