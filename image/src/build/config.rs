@@ -133,6 +133,15 @@ mod tests {
     }
 
     #[test]
+    fn the_committed_configuration_loads_with_its_service_list() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ee-image.json");
+        let config = Config::load(&path).unwrap();
+        let services = service_list::parse(&config.files[SERVICE_LIST_PATH]).unwrap();
+        let names: Vec<_> = services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["containerd", "dockerd"]);
+    }
+
+    #[test]
     fn the_service_list_is_checked_and_a_bad_line_named() {
         let good = "# c\ncontainerd always /usr/bin/containerd\ndockerd always /usr/sbin/dockerd\n";
         let config = load(&config_with_files(
