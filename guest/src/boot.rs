@@ -36,6 +36,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::api::{AgentApi, VERSION};
+use crate::dev_image;
 use crate::dhcp::{self, DhcpError};
 use crate::http::{self, Limits};
 use crate::launch::{self, LaunchError};
@@ -51,9 +52,6 @@ use crate::supervisor::{self, Backoff, ServiceListError, Supervisor};
 use crate::tls::{AgentTls, CertPolicy, TlsError};
 use crate::tsm::{self, Backend, Selection, TsmError};
 
-/// Marker file of an unsealed development image: a fatal error opens a
-/// console shell instead of powering off straight away.
-pub const DEV_IMAGE_MARKER: &str = "/etc/ee/dev-image";
 /// The interface configured from the launch config.
 pub const INTERFACE: &str = "eth0";
 /// Grace period for each service to stop after SIGTERM.
@@ -486,19 +484,7 @@ fn fatal(options: &Options, measured: Option<&MeasuredLog>, error: &BootError) -
         return ExitCode::FAILURE;
     }
     let sealed = measured.is_some_and(|m| m.log().is_sealed());
-    if options.root.path(DEV_IMAGE_MARKER).exists() && !sealed {
-        say!("unsealed dev image: starting a console shell; power off when it exits");
-        let shell = crate::spawn::spawn(
-            &["/bin/sh".to_owned()],
-            &["PATH=/usr/sbin:/usr/bin:/sbin:/bin".to_owned()],
-            crate::spawn::Stdin::Inherit,
-            false,
-        );
-        match shell {
-            Ok(pid) => say!("shell exited: {:?}", nix::sys::wait::waitpid(pid, None)),
-            Err(e) => say!("cannot start /bin/sh: {e}"),
-        }
-    }
+    dev_image::console_shell_if_unsealed(&options.root, sealed);
     power_off()
 }
 

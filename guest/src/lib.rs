@@ -9,6 +9,13 @@
 //! No async runtime; `unsafe` only in [`tsm::ioctl`]. Every filesystem path is
 //! resolved under a configurable root ([`root::FsRoot`]) so the logic runs in
 //! host tests (`--dev-run`).
+//!
+//! Dependencies point one way, down: `boot` → `api` → `deploy` (its
+//! `seal` included) → the shared pieces (`http`, `tls`, `measured`, `tsm`,
+//! `supervisor`, `dev_image`, `spawn`, `root`, ...). Nothing below reaches
+//! back up; what two layers share lives in a module beneath both (the dev
+//! image's marker, read by `boot` and unlinked by `deploy::seal`, is in
+//! [`dev_image`]).
 
 #![deny(unsafe_code)]
 
@@ -17,6 +24,7 @@ pub mod console;
 pub mod api;
 pub mod boot;
 pub mod deploy;
+pub mod dev_image;
 pub mod dhcp;
 pub mod http;
 pub mod launch;

@@ -7,7 +7,6 @@
 //! exits or crashes is logged and, if its policy says so, restarted after a
 //! growing delay; it can never take the supervisor down.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -19,97 +18,18 @@ use crate::say;
 use crate::spawn::Stdin;
 
 /// Guest path of the service list.
-pub const SERVICE_LIST: &str = "/etc/ee/services";
+pub use easyenclave::service_list::SERVICE_LIST_PATH as SERVICE_LIST;
+/// The service list's format (parsed by [`parse_services`]) lives in the
+/// SDK, since `ee-image` writes it.
+pub use easyenclave::service_list::{Restart, ServiceListError, ServiceSpec};
 
 /// PATH given to services (their environment is otherwise empty).
 const SERVICE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// What to do when a service exits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Restart {
-    /// Start it again (after a back-off delay).
-    Always,
-    /// Leave it stopped.
-    Never,
-}
-
-/// One service line: `<name> <always|never> <absolute program> [args...]`.
-/// Arguments are split on whitespace; there is no quoting (use a wrapper
-/// script for anything more).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceSpec {
-    /// Unique name used in log lines.
-    pub name: String,
-    /// Restart policy.
-    pub restart: Restart,
-    /// Program (absolute path) and arguments.
-    pub argv: Vec<String>,
-}
-
-/// A malformed service list.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{SERVICE_LIST} line {line}: {reason}")]
-pub struct ServiceListError {
-    /// 1-based line number.
-    pub line: usize,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-/// Parse the service list (`#` comments and blank lines ignored).
+/// Parse the service list (`#` comments and blank lines ignored); see
+/// [`easyenclave::service_list`].
 pub fn parse_services(text: &str) -> Result<Vec<ServiceSpec>, ServiceListError> {
-    let mut specs = Vec::new();
-    let mut names = HashSet::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let err = |reason: String| ServiceListError {
-            line: i + 1,
-            reason,
-        };
-        let mut words = line.split_whitespace();
-        let (Some(name), Some(policy), Some(program)) = (words.next(), words.next(), words.next())
-        else {
-            return Err(err(
-                "expected `<name> <always|never> <program> [args...]`".into()
-            ));
-        };
-        if !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(err(format!(
-                "service name {name:?} may only use [A-Za-z0-9_-]"
-            )));
-        }
-        if !names.insert(name.to_owned()) {
-            return Err(err(format!("service name {name:?} is used twice")));
-        }
-        let restart = match policy {
-            "always" => Restart::Always,
-            "never" => Restart::Never,
-            other => {
-                return Err(err(format!(
-                    "restart policy {other:?} is not `always` or `never`"
-                )))
-            }
-        };
-        if !program.starts_with('/') {
-            return Err(err(format!("program {program:?} must be an absolute path")));
-        }
-        let argv = std::iter::once(program)
-            .chain(words)
-            .map(str::to_owned)
-            .collect();
-        specs.push(ServiceSpec {
-            name: name.to_owned(),
-            restart,
-            argv,
-        });
-    }
-    Ok(specs)
+    easyenclave::service_list::parse(text)
 }
 
 /// Delay before restarting a service: `initial * 2^restarts`, capped at `max`.
@@ -363,28 +283,6 @@ fn describe(exit: Exit) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn service_list_parses_and_names_the_bad_line() {
-        let text = "# comment\n\nweb always /bin/web --port 80\nonce never /bin/setup\n";
-        let specs = parse_services(text).unwrap();
-        assert_eq!(specs.len(), 2);
-        assert_eq!(specs[0].argv, ["/bin/web", "--port", "80"]);
-        assert_eq!(specs[1].restart, Restart::Never);
-
-        let cases = [
-            ("a always\n", 1, "expected"),
-            ("\na sometimes /bin/a\n", 2, "restart policy \"sometimes\""),
-            ("a always bin/a\n", 1, "absolute path"),
-            ("a always /a\na never /b\n", 2, "used twice"),
-            ("a/b always /a\n", 1, "may only use"),
-        ];
-        for (text, line, needle) in cases {
-            let err = parse_services(text).unwrap_err();
-            assert_eq!(err.line, line, "{text:?}");
-            assert!(err.to_string().contains(needle), "{err}");
-        }
-    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

@@ -36,6 +36,10 @@ pub const INITRD_FILE: &str = "initrd.img";
 pub const CMDLINE_FILE: &str = "cmdline";
 /// Largest manifest accepted.
 pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
+/// Guest path of the marker file only the dev variant's initramfs holds:
+/// while it exists and the TD's log holds no seal event, ee-init opens a
+/// console shell on a fatal boot error; sealing unlinks it first.
+pub const DEV_IMAGE_MARKER: &str = "/etc/ee/dev-image";
 
 /// Size and digests of one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

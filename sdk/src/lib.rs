@@ -36,6 +36,7 @@ pub mod module_list;
 pub mod percent;
 pub mod quote;
 pub mod rtmr;
+pub mod service_list;
 pub mod sim_registers;
 pub mod tdvf;
 mod versioned;

@@ -27,10 +27,8 @@ use std::path::{Path, PathBuf};
 
 use easyenclave::eventlog::MAX_REMOVED;
 
+use crate::dev_image::DEV_IMAGE_MARKER;
 use crate::root::FsRoot;
-
-/// The dev image's marker; see `crate::boot::DEV_IMAGE_MARKER`.
-pub const DEV_IMAGE_MARKER: &str = crate::boot::DEV_IMAGE_MARKER;
 
 /// Directories searched for programs to unlink.
 pub const PROGRAM_DIRS: &[&str] = &[

@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use easyenclave::service_list::{self, SERVICE_LIST_PATH};
 use serde::{Deserialize, Serialize};
 
 use super::BuildError;
@@ -50,7 +51,9 @@ pub struct Config {
     #[serde(default)]
     pub links: BTreeMap<String, String>,
     /// Small text files to add (path -> contents, mode 0644): what
-    /// maintainer scripts would write (`/etc/passwd`, `/etc/group`).
+    /// maintainer scripts would write (`/etc/passwd`, `/etc/group`), and
+    /// ee-init's `/etc/ee/services` ([`easyenclave::service_list`], checked
+    /// on load).
     #[serde(default)]
     pub files: BTreeMap<String, String>,
 }
@@ -97,6 +100,65 @@ impl Config {
                 reason: format!("exclude: {bad:?} is not an absolute path"),
             });
         }
+        // ee-init refuses a malformed service list at boot; refuse it here,
+        // before anything is built, with the same error naming the line.
+        if let Some(services) = config.files.get(SERVICE_LIST_PATH) {
+            service_list::parse(services).map_err(|e| BuildError::Format {
+                path: path.to_owned(),
+                reason: format!("files: {e}"),
+            })?;
+        }
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with_files(files: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "version": 1, "suite": "trixie",
+            "kernel": {"release": "7.3.4+deb13-cloud-amd64", "suite": "trixie-backports"},
+            "packages": [], "dev_packages": [], "modules": [],
+            "cmdline": "console=ttyS0", "exclude": [], "files": files,
+        })
+    }
+
+    fn load(json: &serde_json::Value) -> Result<Config, BuildError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ee-image.json");
+        std::fs::write(&path, json.to_string()).unwrap();
+        Config::load(&path)
+    }
+
+    #[test]
+    fn the_committed_configuration_loads_with_its_service_list() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ee-image.json");
+        let config = Config::load(&path).unwrap();
+        let services = service_list::parse(&config.files[SERVICE_LIST_PATH]).unwrap();
+        let names: Vec<_> = services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["containerd", "dockerd"]);
+    }
+
+    #[test]
+    fn the_service_list_is_checked_and_a_bad_line_named() {
+        let good = "# c\ncontainerd always /usr/bin/containerd\ndockerd always /usr/sbin/dockerd\n";
+        let config = load(&config_with_files(
+            serde_json::json!({ SERVICE_LIST_PATH: good }),
+        ))
+        .unwrap();
+        assert_eq!(config.files[SERVICE_LIST_PATH], good);
+
+        let bad = "containerd always /usr/bin/containerd\ndockerd sometimes /usr/sbin/dockerd\n";
+        let err = load(&config_with_files(
+            serde_json::json!({ SERVICE_LIST_PATH: bad }),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("files: /etc/ee/services line 2: restart policy \"sometimes\""),
+            "{err}"
+        );
     }
 }

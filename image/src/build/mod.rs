@@ -37,7 +37,7 @@ use progress::Progress;
 /// Where modules go: Debian's merged-/usr path (`/lib` is a link to it).
 const MODULES_ROOT: &str = "/usr/lib/modules";
 /// ee-init's marker for an unsealed dev image (guest/README.md).
-pub const DEV_IMAGE_MARKER: &str = "/etc/ee/dev-image";
+pub use easyenclave::image_manifest::DEV_IMAGE_MARKER;
 /// gzip level of the initrd: 6 (zlib's default) compresses the ~340 MB
 /// tree about three times faster than 9 for a few percent more size.
 const GZIP_LEVEL: u32 = 6;
