@@ -223,13 +223,16 @@ impl AgentApi {
         }
     }
 
+    /// The engine and the view `request`'s credential earns (the status
+    /// endpoints' common start).
+    fn engine_and_view(&self, request: &Request) -> Result<(&DeployEngine, View), Response> {
+        let engine = self.engine()?;
+        Ok((engine, self.view(engine, request)?))
+    }
+
     fn status(&self, id: &str, request: &Request) -> Response {
-        let engine = match self.engine() {
-            Ok(engine) => engine,
-            Err(response) => return response,
-        };
-        let view = match self.view(engine, request) {
-            Ok(view) => view,
+        let (engine, view) = match self.engine_and_view(request) {
+            Ok(pair) => pair,
             Err(response) => return response,
         };
         let plausible = easyenclave::deploy::check_deployment_id(id).is_ok();
@@ -244,12 +247,8 @@ impl AgentApi {
     }
 
     fn deployments(&self, request: &Request) -> Response {
-        let engine = match self.engine() {
-            Ok(engine) => engine,
-            Err(response) => return response,
-        };
-        let view = match self.view(engine, request) {
-            Ok(view) => view,
+        let (engine, view) = match self.engine_and_view(request) {
+            Ok(pair) => pair,
             Err(response) => return response,
         };
         let mut list = engine.list();

@@ -152,6 +152,20 @@ fn push_pointer_token(pointer: &mut String, name: &str) {
     }
 }
 
+/// What kind of JSON value `value` is, for messages: `"a string"`,
+/// `"an object"`, `"null"`, ...
+pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -816,14 +816,7 @@ fn items(value: &Value) -> Vec<&Value> {
 }
 
 fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+    crate::canonical::json_kind(value)
 }
 
 /// A public rendered value, shortened for a message.
