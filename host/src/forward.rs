@@ -17,15 +17,14 @@ use crate::spec::{protocol_name, PortForward};
 /// Prefix of the iptables comment on every rule ee-host adds.
 pub const RULE_COMMENT_PREFIX: &str = "ee-host:";
 
-/// The QEMU `-netdev user` option forwarding `port`: `hostfwd=tcp:ADDR:HOST-:GUEST`.
-pub fn hostfwd(port: &PortForward) -> String {
-    format!(
-        "hostfwd={}:{}:{}-:{}",
-        protocol_name(port.protocol),
-        port.address,
-        port.host_port,
-        port.guest_port
-    )
+/// `port` as a QEMU user-networking forward (`hostfwd=tcp:ADDR:HOST-:GUEST`).
+pub fn host_forward(port: &PortForward) -> ee_qemu::HostForward {
+    ee_qemu::HostForward {
+        protocol: port.protocol,
+        address: port.address,
+        host_port: port.host_port,
+        guest_port: port.guest_port,
+    }
 }
 
 /// The comment tagging the rules of VM `name`.
@@ -168,11 +167,11 @@ mod tests {
     #[test]
     fn hostfwd_text() {
         assert_eq!(
-            hostfwd(&port(Protocol::Tcp, 18443, 8443)),
+            host_forward(&port(Protocol::Tcp, 18443, 8443)).option(),
             "hostfwd=tcp:127.0.0.1:18443-:8443"
         );
         assert_eq!(
-            hostfwd(&port(Protocol::Udp, 53, 5353)),
+            host_forward(&port(Protocol::Udp, 53, 5353)).option(),
             "hostfwd=udp:127.0.0.1:53-:5353"
         );
     }

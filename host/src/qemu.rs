@@ -20,21 +20,22 @@
 //! without TDX: `-cpu max`, TCG (one vCPU) or KVM, no `-bios` (SeaBIOS
 //! direct kernel boot). A spec with `sim_registers` adds a second fw_cfg
 //! file, the registers the guest's simulated TD starts with.
-
-use std::path::Path;
+//!
+//! This module maps a plan onto [`ee_qemu::QemuArgs`]; the argv itself is
+//! built there, by the same code that boots ee-image's test VMs.
 
 use easyenclave::sim_registers::SIM_REGISTERS_FW_CFG_NAME;
+pub use ee_qemu::TDX_OBJECT_ID;
+use ee_qemu::{ArgvError, FwCfgFile, Machine, Network, QemuArgs};
 use thiserror::Error;
 
-use crate::forward::hostfwd;
+use crate::forward::host_forward;
 use crate::spec::{Mode, NetworkPlan, Qgs, VmPlan, HOST_VSOCK_CID};
 use crate::state::VmPaths;
 use crate::LAUNCH_CONFIG_FW_CFG_NAME;
 
 /// QEMU binary used unless `--qemu-binary` / `EE_HOST_QEMU` says otherwise.
 pub const DEFAULT_QEMU: &str = "qemu-system-x86_64";
-/// Id of the `tdx-guest` object.
-pub const TDX_OBJECT_ID: &str = "tdx0";
 
 /// Accelerator for dev mode (TDX always uses KVM).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -69,14 +70,12 @@ pub enum RenderError {
     NoFirmware,
 }
 
-fn text(path: &Path) -> Result<&str, RenderError> {
-    path.to_str()
-        .ok_or_else(|| RenderError::NonUtf8Path(path.to_owned()))
-}
-
-/// A value inside a QEMU `key=value,...` option: commas are doubled.
-fn opt_value(path: &Path) -> Result<String, RenderError> {
-    Ok(text(path)?.replace(',', ",,"))
+impl From<ArgvError> for RenderError {
+    fn from(error: ArgvError) -> Self {
+        match error {
+            ArgvError::NonUtf8Path(path) => RenderError::NonUtf8Path(path),
+        }
+    }
 }
 
 /// The `-object` argument defining the `tdx-guest`.
@@ -95,123 +94,70 @@ pub fn tdx_object(qgs: &Qgs) -> String {
     )
 }
 
+/// What QEMU is told for `plan` (see [`ee_qemu::QemuArgs`]).
+pub fn qemu_args(plan: &VmPlan, runtime: &Runtime<'_>) -> Result<QemuArgs, RenderError> {
+    let paths = runtime.paths;
+    let (machine, cpus) = match plan.mode {
+        Mode::Tdx => {
+            let firmware = plan.firmware.clone().ok_or(RenderError::NoFirmware)?;
+            let object = tdx_object(&plan.qgs);
+            (Machine::Tdx { object, firmware }, plan.cpus)
+        }
+        Mode::Dev => match runtime.accel {
+            Accel::Kvm => (plain(&[ee_qemu::Accel::Kvm]), plan.cpus),
+            Accel::Auto => (
+                plain(&[ee_qemu::Accel::Kvm, ee_qemu::Accel::Tcg]),
+                plan.cpus,
+            ),
+            // More vCPUs only cost host threads under TCG; one boots fastest.
+            Accel::Tcg => (plain(&[ee_qemu::Accel::Tcg]), 1),
+        },
+    };
+    let mut fw_cfg = vec![FwCfgFile {
+        name: LAUNCH_CONFIG_FW_CFG_NAME.to_owned(),
+        file: paths.launch_config.clone(),
+    }];
+    if plan.sim_registers.is_some() {
+        fw_cfg.push(FwCfgFile {
+            name: SIM_REGISTERS_FW_CFG_NAME.to_owned(),
+            file: paths.sim_registers(),
+        });
+    }
+    let network = match &plan.network {
+        NetworkPlan::User => Network::User {
+            forwards: plan.ports.iter().map(host_forward).collect(),
+        },
+        NetworkPlan::Bridge { bridge, .. } => Network::Bridge {
+            bridge: bridge.clone(),
+        },
+    };
+    Ok(QemuArgs {
+        name: Some(plan.name.clone()),
+        machine,
+        cpus,
+        memory_mib: plan.memory_mib,
+        kernel: plan.image.kernel.clone(),
+        initrd: plan.image.initrd.clone(),
+        append: plan.image.cmdline.clone(),
+        fw_cfg,
+        serial_log: paths.serial_log.clone(),
+        network,
+        mac: Some(plan.mac),
+        no_nic_rom: false,
+        vsock_cid: (plan.mode == Mode::Tdx).then_some(runtime.vsock_cid),
+        qmp_socket: Some(paths.qmp_socket.clone()),
+    })
+}
+
+fn plain(accels: &[ee_qemu::Accel]) -> Machine {
+    Machine::Plain {
+        accels: accels.to_vec(),
+    }
+}
+
 /// The arguments (without the binary) that start `plan`.
 pub fn args(plan: &VmPlan, runtime: &Runtime<'_>) -> Result<Vec<String>, RenderError> {
-    let paths = runtime.paths;
-    let mut args: Vec<String> = Vec::new();
-    let mut push = |items: &[&str]| args.extend(items.iter().map(|s| (*s).to_owned()));
-
-    push(&["-name", &plan.name, "-nodefaults", "-no-user-config"]);
-    let smp;
-    match plan.mode {
-        Mode::Tdx => {
-            let firmware = plan.firmware.as_deref().ok_or(RenderError::NoFirmware)?;
-            push(&[
-                "-machine",
-                &format!(
-                    "q35,kernel-irqchip=split,confidential-guest-support={TDX_OBJECT_ID},hpet=off"
-                ),
-                "-accel",
-                "kvm",
-                "-cpu",
-                "host",
-            ]);
-            smp = plan.cpus;
-            push(&[
-                "-smp",
-                &smp.to_string(),
-                "-m",
-                &format!("{}M", plan.memory_mib),
-            ]);
-            push(&["-object", &tdx_object(&plan.qgs), "-bios", text(firmware)?]);
-        }
-        Mode::Dev => {
-            push(&["-machine", "q35"]);
-            smp = match runtime.accel {
-                Accel::Kvm => {
-                    push(&["-accel", "kvm"]);
-                    plan.cpus
-                }
-                Accel::Auto => {
-                    push(&["-accel", "kvm", "-accel", "tcg"]);
-                    plan.cpus
-                }
-                // More vCPUs only cost host threads under TCG; one boots fastest.
-                Accel::Tcg => {
-                    push(&["-accel", "tcg"]);
-                    1
-                }
-            };
-            push(&["-cpu", "max"]);
-            push(&[
-                "-smp",
-                &smp.to_string(),
-                "-m",
-                &format!("{}M", plan.memory_mib),
-            ]);
-        }
-    }
-    push(&[
-        "-kernel",
-        text(&plan.image.kernel)?,
-        "-initrd",
-        text(&plan.image.initrd)?,
-        "-append",
-        &plan.image.cmdline,
-    ]);
-    push(&[
-        "-fw_cfg",
-        &format!(
-            "name={LAUNCH_CONFIG_FW_CFG_NAME},file={}",
-            opt_value(&paths.launch_config)?
-        ),
-    ]);
-    if plan.sim_registers.is_some() {
-        push(&[
-            "-fw_cfg",
-            &format!(
-                "name={SIM_REGISTERS_FW_CFG_NAME},file={}",
-                opt_value(&paths.sim_registers())?
-            ),
-        ]);
-    }
-    push(&[
-        "-chardev",
-        &format!("file,id=serial0,path={}", opt_value(&paths.serial_log)?),
-        "-serial",
-        "chardev:serial0",
-    ]);
-    let netdev = match &plan.network {
-        NetworkPlan::User => {
-            let mut netdev = "user,id=net0".to_owned();
-            for port in &plan.ports {
-                netdev.push(',');
-                netdev.push_str(&hostfwd(port));
-            }
-            netdev
-        }
-        NetworkPlan::Bridge { bridge, .. } => format!("bridge,id=net0,br={bridge}"),
-    };
-    push(&[
-        "-netdev",
-        &netdev,
-        "-device",
-        &format!("virtio-net-pci,netdev=net0,mac={}", plan.mac_text()),
-    ]);
-    if plan.mode == Mode::Tdx {
-        push(&[
-            "-device",
-            &format!("vhost-vsock-pci,guest-cid={}", runtime.vsock_cid),
-        ]);
-    }
-    push(&[
-        "-qmp",
-        &format!("unix:{},server=on,wait=off", opt_value(&paths.qmp_socket)?),
-        "-display",
-        "none",
-        "-no-reboot",
-    ]);
-    Ok(args)
+    Ok(qemu_args(plan, runtime)?.argv()?)
 }
 
 /// Quote `arg` for a POSIX shell (single quotes unless it is plainly safe).
@@ -280,11 +226,6 @@ mod tests {
             .unwrap();
         let lines: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
         assert_eq!(lines, tricky);
-    }
-
-    #[test]
-    fn commas_in_paths_are_doubled() {
-        assert_eq!(opt_value(Path::new("/a,b/c")).unwrap(), "/a,,b/c");
     }
 
     #[test]

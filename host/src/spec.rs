@@ -489,11 +489,7 @@ impl VmSpec {
 impl VmPlan {
     /// The MAC address as `52:54:00:xx:xx:xx` text.
     pub fn mac_text(&self) -> String {
-        self.mac
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":")
+        ee_qemu::mac_text(&self.mac)
     }
 }
 

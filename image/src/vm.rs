@@ -12,15 +12,15 @@
 //! `scripts/install-deps` fills (`EE_KERNEL_DIR`, default
 //! `/var/cache/easy-enclave/kernel`).
 
-use std::ffi::OsString;
 use std::fs::{self, File};
 use std::net::{Ipv4Addr, TcpListener};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use easyenclave::launch::Protocol;
+use ee_qemu::{Accel, ArgvError, FwCfgFile, HostForward, Machine, Network, QemuArgs};
 use thiserror::Error;
 
 pub use easyenclave::launch::FW_CFG_NAME as LAUNCH_CONFIG_FW_CFG_NAME;
@@ -47,6 +47,9 @@ pub enum VmError {
         /// The file or directory that is missing.
         missing: PathBuf,
     },
+    /// A path cannot be passed to QEMU.
+    #[error("QEMU command line: {0}")]
+    Argv(#[from] ArgvError),
     /// QEMU could not be started.
     #[error("starting {qemu}: {source} (is qemu-system-x86 installed? run scripts/install-deps)")]
     Spawn {
@@ -188,64 +191,53 @@ impl VmSpec {
         }
     }
 
-    /// QEMU's arguments (without the program name).
-    pub fn args(&self) -> Vec<OsString> {
-        let mut netdev = String::from("user,id=n0");
-        for f in &self.forwards {
-            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", f.host, f.guest));
+    /// What QEMU is told: the host's builder ([`ee_qemu::QemuArgs`]) with
+    /// TCG, no `-name`, QMP or vsock, no NIC option ROM, and the forwards
+    /// on 127.0.0.1.
+    pub fn qemu_args(&self) -> QemuArgs {
+        QemuArgs {
+            name: None,
+            machine: Machine::Plain {
+                accels: vec![Accel::Tcg],
+            },
+            cpus: self.cpus,
+            memory_mib: self.memory_mib,
+            kernel: self.kernel.clone(),
+            initrd: self.initrd.clone(),
+            append: self.append.clone(),
+            fw_cfg: self
+                .launch_config
+                .iter()
+                .map(|file| FwCfgFile {
+                    name: LAUNCH_CONFIG_FW_CFG_NAME.to_owned(),
+                    file: file.clone(),
+                })
+                .collect(),
+            serial_log: self.serial_log.clone(),
+            network: Network::User {
+                forwards: self
+                    .forwards
+                    .iter()
+                    .map(|f| HostForward {
+                        protocol: Protocol::Tcp,
+                        address: Ipv4Addr::LOCALHOST,
+                        host_port: f.host,
+                        guest_port: f.guest,
+                    })
+                    .collect(),
+            },
+            mac: None,
+            // The guest boots from -kernel, never from the network.
+            no_nic_rom: true,
+            vsock_cid: None,
+            qmp_socket: None,
         }
-        let mut args: Vec<OsString> = [
-            // No default NIC, VGA, monitor or serial: only what is listed here.
-            "-nodefaults",
-            "-no-user-config",
-            "-machine",
-            "q35",
-            "-accel",
-            "tcg",
-            // All features TCG emulates (RDRAND seeds the guest's RNG at once).
-            "-cpu",
-            "max",
-            "-display",
-            "none",
-            // A reboot request (or panic=-1) ends QEMU instead of rebooting.
-            "-no-reboot",
-        ]
-        .iter()
-        .map(OsString::from)
-        .collect();
-        args.extend(["-smp".into(), self.cpus.to_string().into()]);
-        args.extend(["-m".into(), self.memory_mib.to_string().into()]);
-        args.extend(["-kernel".into(), self.kernel.clone().into_os_string()]);
-        args.extend(["-initrd".into(), self.initrd.clone().into_os_string()]);
-        args.extend(["-append".into(), self.append.clone().into()]);
-        args.push("-chardev".into());
-        args.push(option_with_path("file,id=serial0,path=", &self.serial_log));
-        args.extend(["-serial".into(), "chardev:serial0".into()]);
-        args.extend(["-netdev".into(), netdev.into()]);
-        // romfile= : no iPXE option ROM; the guest boots from -kernel.
-        args.extend(["-device".into(), "virtio-net-pci,netdev=n0,romfile=".into()]);
-        if let Some(config) = &self.launch_config {
-            args.push("-fw_cfg".into());
-            args.push(option_with_path(
-                &format!("name={LAUNCH_CONFIG_FW_CFG_NAME},file="),
-                config,
-            ));
-        }
-        args
     }
-}
 
-/// `prefix` followed by `path`, with commas doubled as QEMU's option syntax
-/// requires inside a value.
-fn option_with_path(prefix: &str, path: &Path) -> OsString {
-    let mut out = prefix.as_bytes().to_vec();
-    for &byte in path.as_os_str().as_bytes() {
-        out.push(byte);
-        if byte == b',' {
-            out.push(b',');
-        }
+    /// QEMU's arguments (without the program name).
+    pub fn args(&self) -> Result<Vec<String>, VmError> {
+        Ok(self.qemu_args().argv()?)
     }
-    OsString::from_vec(out)
 }
 
 /// A running QEMU process. Dropping it kills QEMU.
@@ -273,8 +265,9 @@ impl RunningVm {
         let stdout = File::create(&qemu_log).map_err(io_err(&qemu_log))?;
         let stderr = stdout.try_clone().map_err(io_err(&qemu_log))?;
         let started = Instant::now();
+        let args = spec.args()?;
         let child = Command::new(&spec.qemu)
-            .args(spec.args())
+            .args(args)
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
@@ -416,11 +409,7 @@ mod tests {
             host: 18080,
             guest: 8080,
         }];
-        let args: Vec<String> = spec
-            .args()
-            .into_iter()
-            .map(|a| a.into_string().unwrap())
-            .collect();
+        let args = spec.args().unwrap();
         let after = |flag: &str| {
             let i = args.iter().position(|a| a == flag).unwrap();
             args[i + 1].clone()
@@ -431,13 +420,16 @@ mod tests {
         assert_eq!(after("-chardev"), "file,id=serial0,path=/l/a,,b.log");
         assert_eq!(
             after("-netdev"),
-            "user,id=n0,hostfwd=tcp:127.0.0.1:18080-:8080"
+            "user,id=net0,hostfwd=tcp:127.0.0.1:18080-:8080"
         );
         assert_eq!(
             after("-fw_cfg"),
             "name=opt/easyenclave/launch.json,file=/c/launch.json"
         );
+        assert_eq!(after("-device"), "virtio-net-pci,netdev=net0,romfile=");
+        assert_eq!(after("-m"), "1024M");
         assert!(args.contains(&"-no-reboot".to_string()));
+        assert!(!args.contains(&"-qmp".to_string()));
     }
 
     #[test]
