@@ -16,6 +16,7 @@ use cli::{Cli, Cmd, EXIT_FAILURE};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    ee_log::init("ee-host", &cli.global.log);
     let host = Host {
         state: StateDir::new(&cli.global.state_dir),
         qemu: cli.global.qemu_binary.clone(),
@@ -24,7 +25,7 @@ fn main() -> ExitCode {
     match run(&host, cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ee-host: error: {e:#}");
+            tracing::error!("{e:#}");
             ExitCode::from(EXIT_FAILURE)
         }
     }

@@ -278,6 +278,7 @@ impl Host {
             .try_clone()
             .map_err(io_error("opening", &prepared.paths.qemu_log))?;
         self.add_firewall_rules(&prepared.firewall_rules)?;
+        tracing::debug!(vm = %prepared.plan.name, qemu = %self.qemu, args = ?prepared.args, "starting QEMU");
         let spawned = Command::new(&self.qemu)
             .args(&prepared.args)
             .stdin(Stdio::null())
@@ -308,8 +309,12 @@ impl Host {
                 }
             };
         match wait_until_up(&mut child, &prepared.paths, options.startup_timeout) {
-            Ok(()) => Ok(record),
+            Ok(()) => {
+                tracing::debug!(vm = %record.name, pid = record.pid, "QEMU answers on QMP");
+                Ok(record)
+            }
             Err(e) => {
+                tracing::debug!(vm = %record.name, "QEMU did not come up; rolling back");
                 let _ = child.kill();
                 let _ = child.wait();
                 self.delete_firewall_rules(&prepared.firewall_rules);
@@ -344,6 +349,7 @@ impl Host {
             return e;
         }
         drop(lock);
+        tracing::debug!(vm = %prepared.plan.name, qemu = %self.qemu, args = ?prepared.args, "exec QEMU");
         let source = Command::new(&self.qemu).args(&prepared.args).exec();
         self.delete_firewall_rules(&prepared.firewall_rules);
         let _ = self.state.remove(&prepared.plan.name);
@@ -625,6 +631,7 @@ fn stop_process(record: &VmRecord, powerdown_timeout: Duration) -> Result<StopMe
     if !process::is_running(pid, ticks) {
         return Ok(StopMethod::AlreadyGone);
     }
+    tracing::debug!(vm = %record.name, pid, "asking the guest to power off (QMP system_powerdown)");
     let asked = Qmp::connect(&record.paths.qmp_socket, QMP_TIMEOUT)
         .and_then(|mut qmp| qmp.execute("system_powerdown"))
         .is_ok();
@@ -635,6 +642,7 @@ fn stop_process(record: &VmRecord, powerdown_timeout: Duration) -> Result<StopMe
         process::signal_if_running(pid, ticks, sig)
             .map_err(|source| VmError::Signal { pid, source })
     };
+    tracing::debug!(vm = %record.name, pid, asked, "not gone after the power-down wait; SIGTERM");
     if !signal(Signal::SIGTERM)? {
         // It exited just now, on its own or at the power-down request.
         return Ok(if asked {
@@ -646,6 +654,7 @@ fn stop_process(record: &VmRecord, powerdown_timeout: Duration) -> Result<StopMe
     if process::wait_gone(pid, ticks, SIGNAL_WAIT) {
         return Ok(StopMethod::Terminated);
     }
+    tracing::debug!(vm = %record.name, pid, "still running after SIGTERM; SIGKILL");
     if !signal(Signal::SIGKILL)? {
         return Ok(StopMethod::Terminated);
     }

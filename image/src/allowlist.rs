@@ -103,7 +103,7 @@ pub fn run(args: AllowlistArgs) -> anyhow::Result<()> {
     let json = list.to_json()?;
     std::fs::write(&args.out, json + "\n")
         .with_context(|| format!("writing {}", args.out.display()))?;
-    eprintln!(
+    tracing::info!(
         "wrote {}: image {}, {} VM shape(s)",
         args.out.display(),
         list.image_id,

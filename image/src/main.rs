@@ -26,6 +26,8 @@ use ee_image::initramfs::{self, Compression, ExtraFile, InitramfsSpec, ModuleSel
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: ee_log::LogArgs,
 }
 
 #[derive(Subcommand)]
@@ -165,6 +167,7 @@ struct Summary<'a> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    ee_log::init("ee-image", &cli.log);
     let result = match cli.command {
         Command::Initramfs(args) => build_initramfs(args),
         Command::Measure(args) => ee_image::measure::cli::run(args),
@@ -177,7 +180,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ee-image: error: {e:#}");
+            tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
     }
@@ -217,17 +220,18 @@ fn build_initramfs(args: InitramfsArgs) -> anyhow::Result<()> {
         };
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        eprintln!(
-            "wrote {} ({} bytes, {} entries)\nsha384 {sha384}",
+        tracing::info!(
+            "wrote {} ({} bytes, {} entries)",
             args.out.display(),
             built.bytes.len(),
             built.paths.len()
         );
+        tracing::info!("sha384 {sha384}");
         for module in &built.modules {
-            eprintln!("module {} -> {}", module.name, module.path);
+            tracing::info!("module {} -> {}", module.name, module.path);
         }
         for name in &built.builtin {
-            eprintln!("module {name}: built into the kernel, not packed");
+            tracing::info!("module {name}: built into the kernel, not packed");
         }
     }
     Ok(())
@@ -289,7 +293,7 @@ fn docker_archive(args: DockerArchiveArgs) -> anyhow::Result<()> {
     };
     let archive = docker_archive::build(&spec)?;
     write_atomically(&args.out, &archive.bytes)?;
-    eprintln!(
+    tracing::info!(
         "wrote {} ({} bytes): image {} sha256:{}, layer sha256:{}",
         args.out.display(),
         archive.bytes.len(),

@@ -66,7 +66,7 @@ pub(crate) fn run(host: &Host, args: &LaunchArgs) -> Result<ExitCode> {
             }
             DryRunFormat::Libvirt => {
                 for cmd in &firewall {
-                    eprintln!("ee-host: the bridged forwards also need: {}", cmd.join(" "));
+                    tracing::info!("the bridged forwards also need: {}", cmd.join(" "));
                 }
                 libvirt::domain_xml(&prepared.plan, &prepared.runtime())?
             }

@@ -22,14 +22,10 @@ pub(crate) fn run(host: &Host, json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for b in &broken {
-        eprintln!(
-            "ee-host: warning: unreadable record {}: {}",
-            b.path.display(),
-            b.problem
-        );
+        tracing::warn!("unreadable record {}: {}", b.path.display(), b.problem);
     }
     if statuses.is_empty() {
-        eprintln!("no VMs recorded in {}", host.state.root().display());
+        tracing::info!("no VMs recorded in {}", host.state.root().display());
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<[String; 6]> = statuses

@@ -24,7 +24,7 @@ pub(crate) fn run(host: &Host, name: &str, follow: bool, qemu_log: bool) -> Resu
                 }
                 .into());
             }
-            eprintln!("ee-host: {name} is not running; this is the log of its last run");
+            tracing::info!("{name} is not running; this is the log of its last run");
             (path, None)
         }
     };

@@ -83,6 +83,9 @@ pub(crate) struct Global {
     /// iptables binary for the DNAT forwards of bridged VMs
     #[arg(long, global = true, env = "EE_HOST_IPTABLES", value_name = "PATH", default_value = DEFAULT_IPTABLES)]
     pub(crate) iptables_binary: String,
+
+    #[command(flatten)]
+    pub(crate) log: ee_log::LogArgs,
 }
 
 #[derive(Subcommand)]

@@ -20,7 +20,7 @@ pub(crate) fn run(host: &Host, name: &str, timeout: u64, missing_ok: bool) -> Re
     };
     println!("stopped {name}: {how}");
     for e in &report.firewall_errors {
-        eprintln!("ee-host: warning: removing a firewall rule failed: {e}");
+        tracing::warn!("removing a firewall rule failed: {e}");
     }
     Ok(ExitCode::SUCCESS)
 }
