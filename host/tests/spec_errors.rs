@@ -177,6 +177,43 @@ fn bad_name_image_and_launch_config() {
 }
 
 #[test]
+fn errors_are_json_log_lines_with_log_format_json() {
+    let fixture = Fixture::new();
+    let mut spec = tdx_spec();
+    spec["memory_mib"] = json!(100);
+    let path = fixture.write_spec("bad.json", &spec);
+    for (how, out) in [
+        (
+            "--log-format json",
+            fixture.run(&["--log-format", "json", "launch", path.to_str().unwrap()]),
+        ),
+        (
+            "EE_LOG_FORMAT=json",
+            fixture
+                .ee_host()
+                .env("EE_LOG_FORMAT", "json")
+                .args(["launch", path.to_str().unwrap()])
+                .output()
+                .unwrap(),
+        ),
+    ] {
+        assert_eq!(out.status.code(), Some(1), "{how}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{how}: {stderr}");
+        let event: Value =
+            serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{how}: {e}: {stderr}"));
+        assert_eq!(event["level"], "ERROR", "{how}: {event}");
+        let message = event["fields"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("memory_mib: 100 MiB is too small"),
+            "{how}: {message}"
+        );
+        assert!(out.stdout.is_empty(), "{how}");
+    }
+}
+
+#[test]
 fn errors_are_the_same_in_dry_run() {
     let fixture = Fixture::new();
     let mut spec = tdx_spec();

@@ -221,3 +221,54 @@ fn module_without_modules_dir_is_a_usage_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn progress_and_errors_are_json_lines_with_log_format_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = fake_init(dir.path());
+    let out_path = dir.path().join("x.img");
+    let ok = Command::new(env!("CARGO_BIN_EXE_ee-image"))
+        .env_remove("RUST_LOG")
+        .args(["--log-format", "json", "initramfs", "--init"])
+        .arg(&init)
+        .arg("--out")
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&ok.stderr);
+    assert!(ok.status.success(), "{stderr}");
+    let events: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        events.iter().any(|e| e["level"] == "INFO"
+            && e["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("wrote "))),
+        "{stderr}"
+    );
+    assert!(
+        ok.stdout.is_empty(),
+        "the summary is a log, stdout stays empty"
+    );
+
+    let missing = Command::new(env!("CARGO_BIN_EXE_ee-image"))
+        .env("EE_LOG_FORMAT", "json")
+        .args(["initramfs", "--init", "/nonexistent/init", "--out"])
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    let event: Value =
+        serde_json::from_str(stderr.trim()).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(event["level"], "ERROR", "{event}");
+    assert!(
+        event["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/init"),
+        "{event}"
+    );
+}

@@ -113,6 +113,9 @@ impl Fixture {
         cmd.env("EE_HOST_STATE_DIR", self.state())
             .env("EE_HOST_QEMU", &self.qemu)
             .env_remove("FAKE_QEMU_FAIL")
+            // Tests read the human log format; one test sets JSON itself.
+            .env_remove("EE_LOG_FORMAT")
+            .env_remove("RUST_LOG")
             .env_remove("FAKE_QEMU_IGNORE_POWERDOWN");
         cmd
     }
