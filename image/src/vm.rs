@@ -5,8 +5,10 @@
 //! `ee-init`: q35, a virtio-net NIC on user-mode networking with host port
 //! forwards, the launch config as the fw_cfg file
 //! [`LAUNCH_CONFIG_FW_CFG_NAME`], and the serial console (`ttyS0`) written to
-//! a log file. [`RunningVm`] kills QEMU when dropped, so a failing test does
-//! not leave it running.
+//! a log file. The command line comes from [`ee_qemu`], the builder
+//! `ee-host` renders its VMs with, so both boot the guest the same way.
+//! [`RunningVm`] kills QEMU when dropped, so a failing test does not leave
+//! it running.
 //!
 //! The guest kernel is found through [`kernel_cache_dir`]: the cache that
 //! `scripts/install-deps` fills (`EE_KERNEL_DIR`, default
