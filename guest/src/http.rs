@@ -1099,6 +1099,41 @@ mod tests {
     }
 
     #[test]
+    fn smuggling_shapes_and_foreign_targets_are_refused() {
+        for (raw, status) in [
+            (
+                &b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+                400,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
+                400,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                501,
+            ),
+            (b"CONNECT agent:443 HTTP/1.1\r\n\r\n", 400),
+            (b"GET //other/x HTTP/1.1\r\n\r\n", 400),
+        ] {
+            assert_eq!(status_of(raw), Some(status), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_response_header_with_a_line_break_becomes_a_500() {
+        let bytes = Response::error(200, "x")
+            .with_header("Location", "/a\r\nSet-Cookie: admin=1")
+            .to_bytes();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.starts_with("HTTP/1.1 500 "), "{text}");
+        assert!(
+            text.contains("Location") && !text.contains("admin"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn oversized_parts_get_their_own_status() {
         let limits = Limits::default();
         let long_target = format!(
