@@ -1124,7 +1124,7 @@ mod tests {
         std::thread::spawn(|| {
             if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
                 assert_eq!(e, nix::errno::Errno::EPERM, "unshare");
-                easyenclave::testing::unavailable(
+                ee_testkit::unavailable(
                     "dhcp: private network namespace",
                     "unshare(CLONE_NEWNET) needs CAP_SYS_ADMIN",
                 );

@@ -324,7 +324,7 @@ pub(crate) mod tests {
         std::thread::spawn(|| {
             if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
                 assert_eq!(e, Errno::EPERM, "unshare");
-                easyenclave::testing::unavailable(
+                ee_testkit::unavailable(
                     "net: private network namespace",
                     "unshare(CLONE_NEWNET) needs CAP_SYS_ADMIN",
                 );

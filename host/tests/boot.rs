@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::{dev_spec, free_port, process_alive, wait_for, Fixture};
 use serde_json::json;
 
-use easyenclave::testing::unavailable;
+use ee_testkit::unavailable;
 
 const MARKER: &str = "EE-HOST-BOOT-TEST: init running as pid 1";
 /// Generous: TCG on a busy 2-core machine can be several times slower than

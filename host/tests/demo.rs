@@ -29,7 +29,7 @@ use ee_image::devimage::{EeInitBuild, EeInitVariant};
 use ee_image::vm::{kernel_cache_dir, GuestKernel};
 use serde_json::Value;
 
-use easyenclave::testing::unavailable;
+use ee_testkit::unavailable;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -99,7 +99,7 @@ fn demo_deploys_publishes_and_verifies_end_to_end() {
         assert!(
             bins.join(tool).is_file(),
             "{} is missing: build the workspace binaries first \
-             (cargo build -p easyenclave --all-features --bins -p ee-image), \
+             (cargo build -p ee-cli -p ee-testkit -p ee-image), \
              or run the whole suite with cargo test --workspace --all-features",
             bins.join(tool).display()
         );

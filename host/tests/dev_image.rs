@@ -36,7 +36,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
-use easyenclave::testing::unavailable;
+use ee_testkit::unavailable;
 
 /// The agent port in the guest.
 const AGENT_PORT: u16 = 8443;

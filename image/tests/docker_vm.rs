@@ -21,7 +21,7 @@
 //! tmpfs) for real. The checks above also make sure the GREETING value
 //! never reaches the console, and the output lists where docker keeps it
 //! (RAM only). Without the kernel cache or QEMU it fails under CI and is
-//! recorded as skipped elsewhere (`easyenclave::testing::unavailable`).
+//! recorded as skipped elsewhere (`ee_testkit::unavailable`).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -34,10 +34,10 @@ use ee_image::devimage::{EeInitBuild, EeInitVariant};
 use ee_image::docker_archive::ManifestEntry;
 use ee_image::tree::FileTree;
 
-use easyenclave::testing::unavailable;
 use ee_image::vm::{
     free_local_port, kernel_cache_dir, GuestKernel, PortForward, RunningVm, VmSpec,
 };
+use ee_testkit::unavailable;
 
 /// From QEMU start to the test script's end: generous for a loaded
 /// 2-core machine (typical times in the module docs).

@@ -214,7 +214,7 @@ fn osslsigncode_sha384(file: &Path, scratch: &Path) -> Option<Measurement> {
         .output();
     match run {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            easyenclave::testing::unavailable(
+            ee_testkit::unavailable(
                 "measure: osslsigncode cross-check",
                 "osslsigncode is not installed (Debian package osslsigncode; scripts/install-deps installs it)",
             );

@@ -14,10 +14,10 @@
 //! client), `fetch` (`github` + collateral services + `connect`), `bundle`
 //! (zip extraction and digests), `ratls` (certificate issue and parsing),
 //! `agent-client` (rustls client verifying RA-TLS), `oidc` (GitHub Actions
-//! OIDC tokens as deploy credentials, [`oidc`]), `cli` (the `ee` tool),
-//! `sim` (a simulated TDX platform for tests and dev images), `test-server`
-//! (a local GitHub-compatible server). The guest (`ee-init`) uses `github`,
-//! `bundle`, `ratls` and `oidc` only.
+//! OIDC tokens as deploy credentials, [`oidc`]), `sim` (a simulated TDX
+//! platform for tests and dev images). The guest (`ee-init`) uses `github`,
+//! `bundle`, `ratls` and `oidc` only. The `ee` tool is the `ee-cli` crate
+//! and test support (the GitHub test server) the `ee-testkit` crate.
 
 #![forbid(unsafe_code)]
 
@@ -63,6 +63,3 @@ pub mod ratls;
 
 #[cfg(feature = "sim")]
 pub mod sim;
-
-#[cfg(feature = "test-server")]
-pub mod testing;

@@ -1,17 +1,15 @@
 //! The GitHub client against the local GitHub-compatible test server.
 
-#![cfg(all(feature = "fetch", feature = "test-server"))]
+#![cfg(feature = "fetch")]
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use easyenclave::github::{
     GitHub, GithubError, NewRelease, PermissionLevel, Permissions, Release, RepoName, RetryPolicy,
     Timeouts,
 };
-use easyenclave::testing::github_server::{
+use ee_testkit::github_server::{
     GithubServer, LoggedRequest, Permission, ServerConfig, STORAGE_PATH_PREFIX,
 };
 use sha2::{Digest, Sha256};
@@ -719,42 +717,6 @@ fn state_file_survives_a_restart() {
     assert!(next.id > artifact_id);
 }
 
-#[test]
-fn binary_prints_its_base_url_and_serves() {
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("config.json");
-    std::fs::write(&config_path, serde_json::to_vec(&config()).unwrap()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ee-github-test-server"))
-        .args(["--listen", "127.0.0.1:0", "--config"])
-        .arg(&config_path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let read = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
-    let result = read.map(|_| {
-        GitHub::new(line.trim()).map(|github| github.with_token("t-alice").current_user())
-    });
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        line.starts_with("http://127.0.0.1:") && line.trim_end().ends_with("/api/v3"),
-        "{line:?}"
-    );
-    assert_eq!(result.unwrap().unwrap().unwrap().login, "alice");
-}
-
-#[test]
-fn binary_rejects_bad_arguments() {
-    let output = Command::new(env!("CARGO_BIN_EXE_ee-github-test-server"))
-        .args(["--listen", "not-an-address"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not an IP:port address"));
-}
-
 /// The URLs in answers follow the Host the client used: a VM behind QEMU's
 /// user network asks for `10.0.2.2:PORT` and must be sent back there (for
 /// uploads and the storage redirect), while host-side clients keep
@@ -922,7 +884,7 @@ fn installation_tokens_are_no_users_but_can_publish() {
 #[test]
 fn the_oidc_issuer_serves_keys_and_job_tokens() {
     use easyenclave::oidc::{audience_for_spki, Expected, FetchOptions, JwksCache};
-    use easyenclave::testing::github_server::ActionsJob;
+    use ee_testkit::github_server::ActionsJob;
 
     let job = ActionsJob {
         repository: "alice/app".into(),
@@ -986,9 +948,9 @@ fn ureq_get_json(url: &str, token: &str) -> serde_json::Value {
 /// interval; an unreachable issuer is an error naming the JWKS URL.
 #[test]
 fn the_jwks_cache_refetches_for_an_unknown_kid_at_most_so_often() {
-    use easyenclave::oidc::test_signer::TestSigner;
     use easyenclave::oidc::{audience_for_spki, Expected, FetchOptions, JwksCache, OidcError};
-    use easyenclave::testing::github_server::ActionsJob;
+    use ee_testkit::github_server::ActionsJob;
+    use ee_testkit::oidc_signer::TestSigner;
 
     let server = start();
     let issuer = server.oidc_issuer();

@@ -342,7 +342,7 @@ fn openssl_parses_the_certificate() {
             child.wait_with_output()
         })
     else {
-        easyenclave::testing::unavailable(
+        ee_testkit::unavailable(
             "ratls: openssl interop",
             "openssl not installed (scripts/install-deps)",
         );

@@ -1,6 +1,6 @@
 //! Blocking GitHub REST client for github.com or a GitHub Enterprise Server
 //! base URL (which is also how tests point it at
-//! `easyenclave::testing::github_server`).
+//! `ee_testkit::github_server`, in the `ee-testkit` crate).
 //!
 //! Safety properties:
 //! - the token is sent only to the origin a request was addressed to;

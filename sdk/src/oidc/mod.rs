@@ -601,6 +601,3 @@ pub use cache::{FetchOptions, JwksCache};
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(any(test, feature = "test-server"))]
-pub mod test_signer;

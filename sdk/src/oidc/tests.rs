@@ -2,8 +2,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::test_signer::{TestSigner, TEST_KID};
+// Dev-dependency: only strings and JSON cross over (unit tests cannot share
+// easyenclave types with it).
 use super::*;
+use ee_testkit::oidc_signer::{TestSigner, TEST_KID};
 
 const ISSUER: &str = "https://issuer.example";
 const URL: &str = "https://issuer.example/.well-known/jwks";

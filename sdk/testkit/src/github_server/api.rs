@@ -9,7 +9,7 @@ use super::state::{Store, StoredArtifact, StoredAsset, StoredRelease};
 use super::storage::Blob;
 use super::wire::{now, rfc3339, ApiError, Incoming, Reply};
 use super::Shared;
-use crate::percent::encode_component;
+use easyenclave::percent::encode_component;
 
 const DEFAULT_PER_PAGE: usize = 30;
 const MAX_PER_PAGE: usize = 100;

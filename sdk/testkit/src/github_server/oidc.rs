@@ -9,7 +9,7 @@
 //!   request token belongs to ([`super::ServerConfig::actions_jobs`]).
 //!
 //! Tokens are signed with the committed, public, test-only key of
-//! [`crate::oidc::test_signer`].
+//! [`crate::oidc_signer`].
 
 use serde_json::{json, Value};
 
@@ -34,7 +34,7 @@ pub(super) fn handle(
             200,
             &json!({
                 "issuer": issuer,
-                "jwks_uri": crate::oidc::jwks_url(&issuer),
+                "jwks_uri": easyenclave::oidc::jwks_url(&issuer),
                 "id_token_signing_alg_values_supported": ["RS256"],
             }),
         )),

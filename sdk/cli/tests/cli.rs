@@ -1,7 +1,7 @@
 //! The `ee` binary: `ee quote inspect` and `ee quote verify`, their exit
 //! codes, JSON output, and bad input.
-#![cfg(all(feature = "cli", feature = "sim"))]
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -43,7 +43,7 @@ pub use config::{ActionsJob, Installation, Permission, RepoConfig, ServerConfig}
 pub use oidc::{ISSUER_PATH, TOKEN_LIFETIME_SECS};
 pub use storage::STORAGE_PATH_PREFIX;
 
-use crate::oidc::test_signer::TestSigner;
+use crate::oidc_signer::TestSigner;
 use state::{Store, StoredArtifact};
 use storage::Storage;
 use wire::{now, ApiError, Incoming, Reply};

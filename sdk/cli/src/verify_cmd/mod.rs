@@ -1,31 +1,34 @@
 //! `ee verify OWNER/REPO`: verify a repo's published deployment with
 //! [`easyenclave::connect`].
 //!
-//! By default this checks what the agent published on the repo's newest
-//! deploy release; `--get PATH` then also opens the verified client to the
-//! published endpoint ([`easyenclave::connect::open`]) and fetches PATH from
-//! the live TD, pinned to its attested TLS key. `--agent URL` is the live
-//! check of a running agent instead ([`verify_live`]): RA-TLS and a fresh
-//! nonce, through `easyenclave::agent`. Both report through the same exit codes.
+//! This module holds the arguments and the options they make; each mode is a
+//! module of its own, all reporting through the same exit codes:
+//!
+//! - [`published`]: what the agent published on the repo's newest deploy
+//!   release (the default);
+//! - [`get`]: `--get PATH`, after the published check, opens the verified
+//!   client to the published endpoint ([`easyenclave::connect::open`]) and
+//!   fetches PATH from the live TD, pinned to its attested TLS key;
+//! - [`live`]: `--agent URL`, the live check of a running agent instead:
+//!   RA-TLS and a fresh nonce, through `easyenclave::agent`.
+
+mod get;
+mod live;
+mod published;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use clap::Args;
 use easyenclave::allowlist::Variant;
 use easyenclave::collateral::{
     Collateral, CollateralCache, CollateralSource, MAX_COLLATERAL_JSON_BYTES,
 };
-use easyenclave::connect::{
-    connect_with, verify_agent, CollateralChoice, CollateralOrigin, ConnectOptions,
-    VerifiedService, DEFAULT_MAX_AGE,
-};
+use easyenclave::connect::{CollateralChoice, ConnectOptions, DEFAULT_MAX_AGE};
 use easyenclave::github::RepoName;
 use easyenclave::launch::DEFAULT_GITHUB_API_URL;
 use easyenclave::verify::{Policy, StatusName, TrustRoot};
-use sha2::{Digest, Sha256};
-use std::io::Write as _;
 
 use crate::quote_cmd::read_capped;
 use crate::trust_args::{
@@ -216,221 +219,9 @@ fn parse_status(text: &str) -> Result<StatusName, String> {
 /// Run `ee verify`.
 pub fn run(args: VerifyArgs) -> Result<(), Failure> {
     match &args.agent {
-        Some(url) => verify_live(&args, url),
-        None => verify_published(&args),
+        Some(url) => live::verify_live(&args, url),
+        None => published::verify_published(&args),
     }
-}
-
-/// Verify the newest published deployment of `args.repo`.
-fn verify_published(args: &VerifyArgs) -> Result<(), Failure> {
-    let options = options(args)?;
-    match connect_with(&args.repo, &options) {
-        Ok(service) => {
-            if let Some(path) = &args.get {
-                print_service(&service, args, &mut std::io::stderr());
-                return get_through_verified_client(&service, &options, path);
-            }
-            if args.json {
-                let mut doc = serde_json::to_value(&service).context("encoding JSON")?;
-                doc["verified"] = true.into();
-                println!("{doc:#}");
-            } else {
-                print_service(&service, args, &mut std::io::stdout());
-            }
-            Ok(())
-        }
-        Err(e) => {
-            if args.json {
-                let doc = serde_json::json!({
-                    "verified": false,
-                    "check": e.check(),
-                    "error": e.to_string(),
-                });
-                println!("{doc:#}");
-            }
-            let error = anyhow!("check {} failed: {e}", e.check());
-            Err(if e.is_rejection() {
-                Failure::Rejected(error)
-            } else {
-                Failure::Input(error)
-            })
-        }
-    }
-}
-
-/// Open the verified client to the published endpoint and GET `path`; the
-/// body goes to stdout. A non-2xx answer is a rejection (exit 1).
-fn get_through_verified_client(
-    service: &VerifiedService,
-    options: &ConnectOptions,
-    path: &str,
-) -> Result<(), Failure> {
-    let client = easyenclave::connect::open(service, options).map_err(|e| {
-        let error = anyhow!("check {} failed: {e}", e.check());
-        if e.is_rejection() {
-            Failure::Rejected(error)
-        } else {
-            Failure::Input(error)
-        }
-    })?;
-    eprintln!(
-        "  live TD:     same registers and bundle as published; TLS key pinned (spki sha256 {})",
-        hex::encode(Sha256::digest(client.pinned_spki_der()))
-    );
-    let response = client
-        .request("GET", path, &[], &[])
-        .map_err(|e| Failure::Input(anyhow!("GET {path}: {e}")))?;
-    eprintln!("  GET {path}: {}", response.status);
-    std::io::stdout()
-        .write_all(&response.body)
-        .context("writing the body")?;
-    if !(200..300).contains(&response.status) {
-        return Err(Failure::Rejected(anyhow!(
-            "GET {path} through the verified client answered {}",
-            response.status
-        )));
-    }
-    Ok(())
-}
-
-/// `--agent URL`: attest a running agent with a fresh nonce
-/// ([`easyenclave::connect::verify_agent`]).
-fn verify_live(args: &VerifyArgs, url: &str) -> Result<(), Failure> {
-    // Flags of the published mode that a live check cannot honour are
-    // refused by name rather than ignored.
-    for (given, flag, why) in [
-        (
-            args.max_age.is_some(),
-            "--max-age",
-            "a live agent's quote is made now, over a fresh nonce",
-        ),
-        (
-            args.now.is_some(),
-            "--now",
-            "a live agent is verified at the current time",
-        ),
-        (
-            args.token_env.is_some(),
-            "--token-env",
-            "a live check reads nothing from GitHub",
-        ),
-        (
-            !args.allowlist_publishers.is_empty(),
-            "--allowlist-publisher",
-            "a live agent names no allowlist for a publisher to vouch for; give the list with \
-             --allowlist FILE",
-        ),
-    ] {
-        if given {
-            return Err(Failure::Input(anyhow!(
-                "{flag} does not apply with --agent: {why}"
-            )));
-        }
-    }
-    if args.allowlist.is_none() {
-        return Err(Failure::Input(anyhow!(
-            "--agent needs --allowlist FILE: a live agent names no allowlist, and without one \
-             nothing says which images to trust"
-        )));
-    }
-    let options = options(args)?;
-    let rejected = |e: easyenclave::connect::ConnectError| {
-        if args.json {
-            let doc = serde_json::json!({
-                "verified": false,
-                "agent": url,
-                "check": e.check(),
-                "error": e.to_string(),
-            });
-            println!("{doc:#}");
-        }
-        let error = anyhow!("agent {url}: check {} failed: {e}", e.check());
-        if e.is_rejection() {
-            Failure::Rejected(error)
-        } else {
-            Failure::Input(error)
-        }
-    };
-    let agent = verify_agent(url, &args.repo, &options).map_err(rejected)?;
-    let (client, attested) = (&agent.client, &agent.attested);
-    let quote = &attested.quote;
-    let bundles: Vec<String> = attested
-        .event_log
-        .bundles()
-        .map(|b| hex::encode(b.digest))
-        .collect();
-    let running = agent.running.as_ref();
-    let sealed = attested.event_log.is_sealed();
-    if args.json {
-        let doc = serde_json::json!({
-            "verified": true,
-            "agent": url,
-            "repo": attested.launch_config.repo,
-            "endpoint": attested.launch_config.endpoint,
-            "github_api_url": attested.launch_config.github_api_url,
-            "tcb_status": quote.status,
-            "advisory_ids": quote.advisory_ids,
-            "allowlist_entry": agent.entry.name,
-            "variant": variant_name(agent.entry.profile.variant),
-            "running_bundle": running,
-            "bundles": bundles,
-            "sealed": sealed,
-            "event_log": attested.event_log,
-            "spki_sha256": hex::encode(Sha256::digest(client.pinned_spki_der())),
-        });
-        println!("{doc:#}");
-        return Ok(());
-    }
-    println!("OK: the agent at {url} is a verified TD of {}", args.repo);
-    println!(
-        "  endpoint:    {} (from its measured launch config)",
-        attested.launch_config.endpoint
-    );
-    println!(
-        "  GitHub API:  {} (measured, as expected)",
-        attested.launch_config.github_api_url
-    );
-    println!("  TCB status:  {}", quote.status);
-    println!(
-        "  allowlist:   entry {:?} ({})",
-        agent.entry.name,
-        variant_name(agent.entry.profile.variant)
-    );
-    match running {
-        Some(bundle) => {
-            let expected = if args.expect_bundle.is_some() {
-                " (as expected)"
-            } else {
-                ""
-            };
-            println!("  running:     {}{expected}", hex::encode(bundle.digest));
-            println!("               {}", pinned_text(bundle));
-            println!(
-                "               enforced {}",
-                easyenclave::workload_policy::describe(&bundle.policy)
-            );
-        }
-        None => println!("  running:     no bundle (none deployed, or the last one was stopped)"),
-    }
-    if bundles.len() > 1 {
-        println!(
-            "               {} bundle(s) deployed since boot",
-            bundles.len()
-        );
-    }
-    println!(
-        "  sealed:      {}",
-        if sealed {
-            "yes"
-        } else {
-            "no (accepted: --allow-unsealed)"
-        }
-    );
-    println!(
-        "  TLS key:     spki sha256 {} (quote in its certificate binds it)",
-        hex::encode(Sha256::digest(client.pinned_spki_der()))
-    );
-    Ok(())
 }
 
 fn options(args: &VerifyArgs) -> anyhow::Result<ConnectOptions> {
@@ -514,151 +305,11 @@ fn pinned_text(bundle: &easyenclave::eventlog::BundleEvent) -> &'static str {
     }
 }
 
-/// The human summary of a verified deployment.
-fn print_service(service: &VerifiedService, args: &VerifyArgs, out: &mut dyn std::io::Write) {
-    let yes_no = |b: bool| if b { "yes" } else { "no" };
-    writeln!(out, "OK: {} is verified", service.repo).ok();
-    writeln!(out, "  endpoint:    {}", service.endpoint).ok();
-    writeln!(
-        out,
-        "  release:     {}, attested {} ago (limit {})",
-        service.release_tag,
-        human_duration(service.age_secs),
-        human_duration(args.max_age.unwrap_or(DEFAULT_MAX_AGE).as_secs())
-    )
-    .ok();
-    let bundle = &service.bundle;
-    writeln!(
-        out,
-        "  bundle:      {}{}",
-        hex::encode(bundle.digest),
-        if args.expect_bundle.is_some() {
-            " (as expected)"
-        } else {
-            ""
-        }
-    )
-    .ok();
-    writeln!(out, "               from {}", bundle.source).ok();
-    writeln!(out, "               {}", pinned_text(bundle)).ok();
-    writeln!(
-        out,
-        "               enforced {}",
-        easyenclave::workload_policy::describe(&bundle.policy)
-    )
-    .ok();
-    if service.bundles.len() > 1 {
-        writeln!(
-            out,
-            "               {} earlier bundle(s) since boot",
-            service.bundles.len() - 1
-        )
-        .ok();
-    }
-    writeln!(
-        out,
-        "  sealed:      {}{}",
-        yes_no(service.sealed),
-        if service.sealed {
-            ""
-        } else {
-            " (accepted: --allow-unsealed)"
-        }
-    )
-    .ok();
-    let advisories = if service.advisory_ids.is_empty() {
-        "none".to_owned()
-    } else {
-        service.advisory_ids.join(", ")
-    };
-    writeln!(
-        out,
-        "  TCB status:  {} (advisories: {advisories})",
-        service.tcb_status
-    )
-    .ok();
-    let allowlist = &service.allowlist;
-    writeln!(
-        out,
-        "  image:       {}, allowlist entry {:?} ({})",
-        allowlist.image_id,
-        allowlist.entry,
-        variant_name(allowlist.variant)
-    )
-    .ok();
-    writeln!(out, "  allowlist:   {}", allowlist.url).ok();
-    writeln!(
-        out,
-        "               sha256 {}",
-        hex::encode(allowlist.sha256)
-    )
-    .ok();
-    let publisher = match (&allowlist.publisher, allowlist.publisher_pinned) {
-        (Some(p), true) => format!("published by {p} (a trusted publisher)"),
-        (Some(p), false) => {
-            format!("published by {p} (not pinned: --allowlist-publisher {p} would require it)")
-        }
-        (None, _) => "not a release asset on the configured GitHub: publisher unknown".to_owned(),
-    };
-    writeln!(out, "               {publisher}").ok();
-    if allowlist.from_file {
-        writeln!(
-            out,
-            "               read from the local file given with --allowlist"
-        )
-        .ok();
-    }
-    let td = &service.td_report;
-    writeln!(out, "  MRTD:        {}", hex::encode(td.mr_td)).ok();
-    for (i, register) in [td.rtmr0, td.rtmr1, td.rtmr2, td.rtmr3].iter().enumerate() {
-        writeln!(out, "  RTMR{i}:       {}", hex::encode(register)).ok();
-    }
-    let collateral = match (&service.collateral, &args.root, &args.collateral) {
-        (CollateralOrigin::Given, RootArg::Sim, None) => {
-            "made for the simulated platform".to_owned()
-        }
-        (CollateralOrigin::Given, _, _) => "from --collateral".to_owned(),
-        (CollateralOrigin::Cache, _, _) => "from the cache".to_owned(),
-        (CollateralOrigin::Fetched { source, cached }, _, _) => format!(
-            "fetched from {source}{}",
-            if *cached {
-                " and cached"
-            } else {
-                " (not cached)"
-            }
-        ),
-    };
-    writeln!(out, "  collateral:  {collateral}").ok();
-    writeln!(out, "  requests:    {} HTTP", service.http_requests).ok();
-}
-
 fn variant_name(variant: Variant) -> &'static str {
     match variant {
         Variant::Production => "production",
         Variant::Dev => "dev",
         Variant::Sim => "sim",
-    }
-}
-
-/// `3d 4h`, `5m 2s`: the two largest units.
-fn human_duration(secs: u64) -> String {
-    let units = [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)];
-    let parts: Vec<String> = units
-        .iter()
-        .scan(secs, |rest, &(name, size)| {
-            let count = *rest / size;
-            *rest %= size;
-            Some((count, name))
-        })
-        .skip_while(|&(count, _)| count == 0)
-        .take(2)
-        .filter(|&(count, _)| count > 0)
-        .map(|(count, name)| format!("{count}{name}"))
-        .collect();
-    if parts.is_empty() {
-        "0s".to_owned()
-    } else {
-        parts.join(" ")
     }
 }
 
@@ -676,15 +327,6 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
         assert_eq!(parse_duration(DEFAULT_MAX_AGE_ARG), Ok(DEFAULT_MAX_AGE));
-    }
-
-    #[test]
-    fn durations_print_two_units() {
-        assert_eq!(human_duration(0), "0s");
-        assert_eq!(human_duration(59), "59s");
-        assert_eq!(human_duration(3600 + 5), "1h");
-        assert_eq!(human_duration(2 * 86_400 + 3 * 3600 + 7), "2d 3h");
-        assert_eq!(human_duration(65), "1m 5s");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! A local GitHub-API-compatible server for tests and demos.
 //!
 //! Prints its API base URL (e.g. `http://127.0.0.1:8080/api/v3`) on stdout,
-//! then serves until killed. See `easyenclave::testing::github_server`.
+//! then serves until killed. See `ee_testkit::github_server`.
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use easyenclave::testing::github_server::{GithubServer, ServerConfig};
+use ee_testkit::github_server::{GithubServer, ServerConfig};
 
 const USAGE: &str = "\
 usage: ee-github-test-server --listen ADDR [--storage-listen ADDR] [--state FILE] [--config FILE]

@@ -1,4 +1,5 @@
-//! Test-only token signing (tests, and feature `test-server`).
+//! Test-only token signing: the GitHub test server's OIDC issuer, and tests
+//! of OIDC token checks.
 //!
 //! The two RSA keys next to this file were generated once with
 //! `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048`. They are

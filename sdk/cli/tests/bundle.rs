@@ -1,0 +1,154 @@
+//! The `ee bundle` commands: `digest` against the independent vector in
+//! `sdk/testdata/bundle-v1.json`, bad input, and `zip` then `extract`.
+#![cfg(unix)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use base64::Engine as _;
+use easyenclave::bundle::{digest_dir, zip_dir};
+
+const VECTOR: &str = include_str!("../../testdata/bundle-v1.json");
+
+/// Write `files` (path, content, executable) under `root`.
+fn write_tree(root: &Path, files: &[(&str, &[u8], bool)]) {
+    for (path, content, executable) in files {
+        let location = root.join(path);
+        fs::create_dir_all(location.parent().unwrap()).unwrap();
+        fs::write(&location, content).unwrap();
+        let mode = if *executable { 0o755 } else { 0o644 };
+        fs::set_permissions(&location, fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+fn tree(files: &[(&str, &[u8], bool)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(dir.path(), files);
+    dir
+}
+
+const SMALL: &[(&str, &[u8], bool)] = &[
+    ("compose.yaml", b"services: {}\n", false),
+    ("bin/run.sh", b"#!/bin/sh\n", true),
+    ("images/app.tar", b"tar bytes", false),
+];
+
+fn ee(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ee"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn digest_prints_the_vector_digest() {
+    let vector: serde_json::Value = serde_json::from_str(VECTOR).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for f in vector["files"].as_array().unwrap() {
+        let content = base64::engine::general_purpose::STANDARD
+            .decode(f["content_base64"].as_str().unwrap())
+            .unwrap();
+        write_tree(
+            dir.path(),
+            &[(
+                f["path"].as_str().unwrap(),
+                &content,
+                f["executable"].as_bool().unwrap(),
+            )],
+        );
+    }
+    let out = ee(&["bundle".as_ref(), "digest".as_ref(), dir.path().as_os_str()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{}\n", vector["digest"].as_str().unwrap())
+    );
+
+    let out = ee(&[
+        "bundle".as_ref(),
+        "digest".as_ref(),
+        dir.path().as_os_str(),
+        "--json".as_ref(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["digest"], vector["digest"]);
+    assert_eq!(
+        easyenclave::canonical::to_string(&doc["manifest"]).unwrap(),
+        vector["manifest"].as_str().unwrap()
+    );
+}
+
+#[test]
+fn digest_of_bad_input_exits_2_naming_the_problem() {
+    let d = tree(SMALL);
+    std::os::unix::fs::symlink("compose.yaml", d.path().join("link")).unwrap();
+    let out = ee(&["bundle".as_ref(), "digest".as_ref(), d.path().as_os_str()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(
+        text(&out.stderr).contains("bundle entry \"link\": is a symbolic link"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let missing = d.path().join("missing");
+    let out = ee(&["bundle".as_ref(), "digest".as_ref(), missing.as_os_str()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("missing"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = ee(&["bundle".as_ref(), "digest".as_ref()]);
+    assert_eq!(out.status.code(), Some(2), "usage error");
+}
+
+#[test]
+fn zip_then_extract_gives_the_same_digest() {
+    let d = tree(SMALL);
+    let expected = format!("{}\n", digest_dir(d.path()).unwrap().digest_hex());
+    let work = tempfile::tempdir().unwrap();
+    let zip = work.path().join("bundle.zip");
+    let out = ee(&[
+        "bundle".as_ref(),
+        "zip".as_ref(),
+        d.path().as_os_str(),
+        "--out".as_ref(),
+        zip.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), expected);
+    assert_eq!(fs::read(&zip).unwrap(), zip_dir(d.path()).unwrap());
+
+    let into = work.path().join("extracted");
+    let args = [
+        "bundle".as_ref(),
+        "extract".as_ref(),
+        zip.as_os_str(),
+        "--into".as_ref(),
+        into.as_os_str(),
+    ];
+    let out = ee(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), expected);
+    assert_eq!(
+        format!("{}\n", digest_dir(&into).unwrap().digest_hex()),
+        expected
+    );
+
+    let out = ee(&args);
+    assert_eq!(out.status.code(), Some(2), "the destination exists now");
+    assert!(
+        text(&out.stderr).contains("already exists"),
+        "{}",
+        text(&out.stderr)
+    );
+}
