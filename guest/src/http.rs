@@ -23,7 +23,9 @@
 //!    read. The whole request must arrive within [`Limits::request_deadline`].
 //!
 //! The TLS configuration (certificate, versions) comes from [`crate::tls`];
-//! request parsing is generic over [`BufRead`] + [`Write`]. Header values and
+//! parsing, framing and response heads from the shared codec `ee-http` (this
+//! module keeps the server: budgets, classes, admission, deadlines). Request
+//! handling is generic over [`BufRead`] + [`Write`]. Header values and
 //! bodies (which carry tokens and private values) are wiped when dropped.
 
 use std::collections::HashMap;
@@ -33,6 +35,7 @@ use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use ee_http::Framing;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -212,7 +215,7 @@ pub struct Body<'a> {
 
 enum BodyState<'a> {
     Unread {
-        reader: &'a mut dyn Read,
+        reader: &'a mut dyn BufRead,
         length: u64,
     },
     Read(Zeroizing<Vec<u8>>),
@@ -220,7 +223,7 @@ enum BodyState<'a> {
 
 impl<'a> Body<'a> {
     /// A body still on the wire: `length` bytes (already checked against the cap).
-    pub fn unread(reader: &'a mut dyn Read, length: u64) -> Self {
+    pub fn unread(reader: &'a mut dyn BufRead, length: u64) -> Self {
         Body {
             state: BodyState::Unread { reader, length },
         }
@@ -237,26 +240,25 @@ impl<'a> Body<'a> {
     pub fn read(&mut self) -> Result<&[u8], RequestError> {
         if let BodyState::Unread { reader, length } = &mut self.state {
             let length = *length;
-            let size = usize::try_from(length).map_err(|_| RequestError::BodyTooLarge {
-                got: length,
-                limit: usize::MAX,
-            })?;
+            let too_large = || {
+                RequestError::Http(ee_http::Error::BodyTooLarge {
+                    declared: Some(length),
+                    limit: usize::MAX as u64,
+                })
+            };
+            let size = usize::try_from(length).map_err(|_| too_large())?;
+            let limits = ee_http::Limits {
+                max_body: length,
+                ..ee_http::Limits::default()
+            };
+            let mut wire =
+                ee_http::BodyReader::new(&mut **reader, Framing::Length(length), &limits)
+                    .map_err(from_codec)?;
             // One buffer of the declared size (within the cap), filled in
             // place: never reallocated, so no unwiped copy is left behind.
             let mut body = Zeroizing::new(vec![0u8; size]);
-            let mut filled = 0;
-            while filled < size {
-                match reader.read(&mut body[filled..]) {
-                    Ok(0) => {
-                        return Err(RequestError::BadRequest(format!(
-                            "body ended after {filled} of {length} bytes"
-                        )))
-                    }
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(io_error(e)),
-                }
-            }
+            wire.read_exact(&mut body)
+                .map_err(|e| from_codec(e.into()))?;
             self.state = BodyState::Read(body);
         }
         match &self.state {
@@ -312,7 +314,9 @@ impl Response {
         self
     }
 
-    /// Serialize status line, headers and body.
+    /// Serialize status line, headers and body. A header the codec refuses
+    /// to write (a control character in a value) turns the response into a
+    /// 500 naming it, rather than a split header line.
     pub fn to_bytes(&self) -> Vec<u8> {
         let is_type = |name: &str| name.eq_ignore_ascii_case("content-type");
         let content_type = self
@@ -320,19 +324,31 @@ impl Response {
             .iter()
             .find(|(name, _)| is_type(name))
             .map_or("application/json", |(_, value)| value.as_str());
-        let mut head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n",
+        let fixed = [
+            ("Content-Type", content_type),
+            ("Connection", "close"),
+            ("Cache-Control", "no-store"),
+        ];
+        let extra = self
+            .headers
+            .iter()
+            .filter(|(name, _)| !is_type(name))
+            .map(|(name, value)| (*name, value.as_str()));
+        let mut bytes = Vec::with_capacity(256 + self.body.len());
+        let head = ee_http::write_response_head(
+            &mut bytes,
             self.status,
             reason_phrase(self.status),
-            self.body.len()
+            fixed.into_iter().chain(extra),
+            self.body.len() as u64,
         );
-        for (name, value) in self.headers.iter().filter(|(name, _)| !is_type(name)) {
-            head.push_str(&format!("{name}: {value}\r\n"));
+        match head {
+            Ok(()) => {
+                bytes.extend_from_slice(&self.body);
+                bytes
+            }
+            Err(e) => Response::error(500, format!("cannot send the response: {e}")).to_bytes(),
         }
-        head.push_str("\r\n");
-        let mut bytes = head.into_bytes();
-        bytes.extend_from_slice(&self.body);
-        bytes
     }
 }
 
@@ -370,31 +386,12 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// Why a request could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
-    /// Syntax error; the message names it.
+    /// The codec refused the head or the body; the message names the problem.
     #[error("{0}")]
-    BadRequest(String),
-    /// Request line over the cap.
-    #[error("request line longer than {0} bytes")]
-    RequestLineTooLong(usize),
-    /// Header section over the byte cap.
-    #[error("header section larger than {0} bytes")]
-    HeadersTooLarge(usize),
-    /// More header fields than the cap.
-    #[error("more than {0} header fields")]
-    TooManyHeaders(usize),
-    /// Content-Length over the cap.
-    #[error("body of {got} bytes exceeds the limit of {limit} bytes")]
-    BodyTooLarge {
-        /// Declared Content-Length.
-        got: u64,
-        /// The cap.
-        limit: usize,
-    },
-    /// Not HTTP/1.0 or HTTP/1.1.
-    #[error("HTTP version {0:?} is not supported (use HTTP/1.1)")]
-    Version(String),
-    /// Transfer-Encoding (chunked bodies) is not supported.
-    #[error("Transfer-Encoding is not supported; send a Content-Length")]
+    Http(ee_http::Error),
+    /// A chunked request body: the server needs the length up front (one
+    /// wiped buffer of the declared size, checked against the cap).
+    #[error("chunked request bodies are not supported; send a Content-Length")]
     TransferEncoding,
     /// The request did not arrive in time.
     #[error("request not received in time")]
@@ -411,11 +408,7 @@ impl RequestError {
     /// The status to answer with, or `None` when the peer is gone.
     pub fn status(&self) -> Option<u16> {
         match self {
-            RequestError::BadRequest(_) => Some(400),
-            RequestError::RequestLineTooLong(_) => Some(414),
-            RequestError::HeadersTooLarge(_) | RequestError::TooManyHeaders(_) => Some(431),
-            RequestError::BodyTooLarge { .. } => Some(413),
-            RequestError::Version(_) => Some(505),
+            RequestError::Http(e) => e.status(),
             RequestError::TransferEncoding => Some(501),
             RequestError::Timeout => Some(408),
             RequestError::Closed | RequestError::Io(_) => None,
@@ -431,168 +424,64 @@ fn io_error(e: io::Error) -> RequestError {
     }
 }
 
-/// Read one line (up to LF, CR stripped) of at most `max` bytes.
-/// `Ok(None)` is a clean end of stream before any byte of the line.
-fn read_line<R: BufRead>(
-    reader: &mut R,
-    max: usize,
-    too_long: impl Fn() -> RequestError,
-) -> Result<Option<Zeroizing<Vec<u8>>>, RequestError> {
-    // Wiped on drop: a header line may carry a token. It grows by moving
-    // into a larger wiped buffer, never by reallocating in place, which
-    // would free an unwiped copy.
-    let mut line = Zeroizing::new(Vec::with_capacity(256));
-    loop {
-        let available = reader.fill_buf().map_err(io_error)?;
-        if available.is_empty() {
-            return if line.is_empty() {
-                Ok(None)
-            } else {
-                Err(RequestError::BadRequest(
-                    "connection closed in the middle of a line".into(),
-                ))
-            };
-        }
-        let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
-            Some(at) => (&available[..at], true),
-            None => (available, false),
-        };
-        if line.len() + chunk.len() > max + 1 {
-            return Err(too_long());
-        }
-        let needed = line.len() + chunk.len();
-        if needed > line.capacity() {
-            let mut larger = Zeroizing::new(Vec::with_capacity(needed.max(2 * line.capacity())));
-            larger.extend_from_slice(&line);
-            line = larger;
-        }
-        line.extend_from_slice(chunk);
-        let used = chunk.len() + usize::from(done);
-        reader.consume(used);
-        if done {
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            if line.len() > max {
-                return Err(too_long());
-            }
-            return Ok(Some(line));
-        }
+fn from_codec(e: ee_http::Error) -> RequestError {
+    match e {
+        ee_http::Error::Closed => RequestError::Closed,
+        ee_http::Error::Io(e) => io_error(e),
+        other => RequestError::Http(other),
     }
 }
 
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-fn parse_request_line(line: &[u8]) -> Result<(String, String, String), RequestError> {
-    let bad = |why: &str| RequestError::BadRequest(format!("malformed request line: {why}"));
-    let text = std::str::from_utf8(line).map_err(|_| bad("not ASCII"))?;
-    let mut parts = text.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad(
-            "expected `METHOD /path HTTP/1.1` separated by single spaces",
-        ));
-    };
-    if method.is_empty() || !method.bytes().all(is_tchar) {
-        return Err(bad("invalid method"));
-    }
-    if !target.starts_with('/') || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err(bad("target must be a path starting with '/'"));
-    }
-    match version {
-        "HTTP/1.1" | "HTTP/1.0" => {}
-        v if v.starts_with("HTTP/") => return Err(RequestError::Version(v.into())),
-        _ => return Err(bad("missing HTTP version")),
-    }
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    Ok((method.into(), path.into(), query.into()))
-}
-
-fn parse_header(line: &[u8]) -> Result<(String, String), RequestError> {
-    let bad = |why: String| RequestError::BadRequest(why);
-    if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
-        return Err(bad("obsolete header line folding is not accepted".into()));
-    }
-    let text = std::str::from_utf8(line).map_err(|_| bad("header line is not UTF-8".into()))?;
-    let (name, value) = text
-        .split_once(':')
-        .ok_or_else(|| bad("header line without ':'".into()))?;
-    if name.is_empty() || !name.bytes().all(is_tchar) {
-        return Err(bad(format!("invalid header name {name:?}")));
-    }
-    let value = value.trim_matches(|c| c == ' ' || c == '\t');
-    if value.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f) {
-        return Err(bad(format!("control character in header {name:?}")));
-    }
-    Ok((name.to_ascii_lowercase(), value.into()))
-}
-
-/// Read and parse one request head within `limits`; the body, if any, is
-/// left on the wire for [`Body`].
+/// Read and parse one request head within `limits` (with the codec,
+/// `ee-http`); the body, if any, is left on the wire for [`Body`].
 pub fn read_head<R: BufRead>(reader: &mut R, limits: &Limits) -> Result<Request, RequestError> {
-    let line = read_line(reader, limits.max_request_line, || {
-        RequestError::RequestLineTooLong(limits.max_request_line)
-    })?
-    .ok_or(RequestError::Closed)?;
-    let (method, path, query) = parse_request_line(&line)?;
-
-    let mut headers = Vec::new();
-    let mut header_bytes = 0usize;
-    loop {
-        let budget = limits.max_header_bytes.saturating_sub(header_bytes);
-        let line = read_line(reader, budget, || {
-            RequestError::HeadersTooLarge(limits.max_header_bytes)
-        })?
-        .ok_or_else(|| RequestError::BadRequest("connection closed inside the headers".into()))?;
-        if line.is_empty() {
-            break;
-        }
-        header_bytes += line.len() + 2;
-        if headers.len() == limits.max_headers {
-            return Err(RequestError::TooManyHeaders(limits.max_headers));
-        }
-        headers.push(parse_header(&line)?);
-    }
-
-    if headers.iter().any(|(n, _)| n == "transfer-encoding") {
-        return Err(RequestError::TransferEncoding);
-    }
-    let mut length: Option<u64> = None;
-    for (_, value) in headers.iter().filter(|(n, _)| n == "content-length") {
-        let parsed = Some(value)
-            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| RequestError::BadRequest(format!("invalid Content-Length {value:?}")))?;
-        if length.is_some_and(|l| l != parsed) {
-            return Err(RequestError::BadRequest(
-                "conflicting Content-Length headers".into(),
-            ));
-        }
-        length = Some(parsed);
-    }
-    let length = length.unwrap_or(0);
-    let max_body = limits
-        .large_bodies
-        .iter()
-        .find(|(m, p, _)| *m == method && *p == path)
-        .map_or(limits.max_body, |&(_, _, limit)| limit);
-    if length > max_body as u64 {
-        return Err(RequestError::BodyTooLarge {
-            got: length,
-            limit: max_body,
-        });
-    }
-    Ok(Request {
-        method,
+    let codec = ee_http::Limits {
+        max_start_line: limits.max_request_line,
+        max_header_bytes: limits.max_header_bytes,
+        max_headers: limits.max_headers,
+        ..ee_http::Limits::default()
+    };
+    // Wiped on drop: a header may carry a token. The codec fills it in one
+    // allocation, never reallocated.
+    let mut raw = Zeroizing::new(Vec::new());
+    let head = ee_http::read_request_head(reader, &mut raw, &codec).map_err(from_codec)?;
+    let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
+    let (path, query) = (path.to_owned(), query.to_owned());
+    // The values move into the request, which wipes them on drop.
+    let headers = head
+        .headers
+        .into_iter()
+        .map(|(mut name, value)| {
+            name.make_ascii_lowercase();
+            (name, value)
+        })
+        .collect();
+    let mut request = Request {
+        method: head.method,
         path,
         query,
         headers,
-        content_length: length,
+        content_length: 0,
         peer: None,
-    })
+    };
+    let length = match ee_http::request_framing(&request.headers).map_err(from_codec)? {
+        Framing::Length(length) => length,
+        Framing::Chunked => return Err(RequestError::TransferEncoding),
+        Framing::Empty | Framing::UntilClose => 0,
+    };
+    let max_body = limits
+        .large_bodies
+        .iter()
+        .find(|(m, p, _)| *m == request.method && *p == request.path)
+        .map_or(limits.max_body, |&(_, _, limit)| limit);
+    if length > max_body as u64 {
+        return Err(RequestError::Http(ee_http::Error::BodyTooLarge {
+            declared: Some(length),
+            limit: max_body as u64,
+        }));
+    }
+    request.content_length = length;
+    Ok(request)
 }
 
 /// Answers requests. Implementations must not block for long: each request
@@ -1206,6 +1095,41 @@ mod tests {
         assert_eq!(
             status_of(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Some(501)
+        );
+    }
+
+    #[test]
+    fn smuggling_shapes_and_foreign_targets_are_refused() {
+        for (raw, status) in [
+            (
+                &b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+                400,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
+                400,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                501,
+            ),
+            (b"CONNECT agent:443 HTTP/1.1\r\n\r\n", 400),
+            (b"GET //other/x HTTP/1.1\r\n\r\n", 400),
+        ] {
+            assert_eq!(status_of(raw), Some(status), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_response_header_with_a_line_break_becomes_a_500() {
+        let bytes = Response::error(200, "x")
+            .with_header("Location", "/a\r\nSet-Cookie: admin=1")
+            .to_bytes();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.starts_with("HTTP/1.1 500 "), "{text}");
+        assert!(
+            text.contains("Location") && !text.contains("admin"),
+            "{text}"
         );
     }
 

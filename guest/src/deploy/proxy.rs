@@ -19,6 +19,8 @@
 //! the workload forge the agent's own headers.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
+
+use ee_http::BodyReader;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -28,8 +30,10 @@ use crate::http::Request;
 pub const PREFIX: &str = "/app";
 /// Largest response body forwarded.
 pub const MAX_RESPONSE_BODY: usize = 8 * 1024 * 1024;
-/// Longest status line or header line read from the workload.
-const MAX_LINE: usize = 8 * 1024;
+/// Longest status line read from the workload.
+const MAX_STATUS_LINE: usize = 8 * 1024;
+/// Largest response header section.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Most response header fields.
 const MAX_HEADERS: usize = 100;
 /// The whole exchange with the workload must end within this.
@@ -106,6 +110,9 @@ pub enum ProxyError {
     /// The answer is larger than [`MAX_RESPONSE_BODY`].
     #[error("the workload's response is larger than {MAX_RESPONSE_BODY} bytes")]
     TooLarge,
+    /// The request cannot be written (a header the codec refuses).
+    #[error("the request cannot be forwarded: {0}")]
+    Request(ee_http::Error),
     /// Reading or writing failed.
     #[error("talking to the workload: {0}")]
     Io(io::Error),
@@ -150,9 +157,8 @@ pub fn forward(request: &Request, body: &[u8], port: u16) -> Result<Upstream, Pr
     stream
         .set_write_timeout(Some(DEADLINE))
         .map_err(ProxyError::Io)?;
-    (&stream)
-        .write_all(&request_bytes(request, body, path, port))
-        .map_err(io_error)?;
+    let bytes = request_bytes(request, body, path, port).map_err(ProxyError::Request)?;
+    (&stream).write_all(&bytes).map_err(io_error)?;
     let mut reader = BufReader::new(Deadline {
         stream: &stream,
         deadline,
@@ -161,7 +167,12 @@ pub fn forward(request: &Request, body: &[u8], port: u16) -> Result<Upstream, Pr
 }
 
 /// The request as sent upstream.
-fn request_bytes(request: &Request, body: &[u8], path: &str, port: u16) -> Vec<u8> {
+fn request_bytes(
+    request: &Request,
+    body: &[u8],
+    path: &str,
+    port: u16,
+) -> Result<Vec<u8>, ee_http::Error> {
     let target = if request.query.is_empty() {
         path.to_owned()
     } else {
@@ -174,30 +185,31 @@ fn request_bytes(request: &Request, body: &[u8], path: &str, port: u16) -> Vec<u
         .filter(|(name, _)| name == "connection")
         .flat_map(|(_, value)| value.split(',').map(|v| v.trim().to_ascii_lowercase()))
         .collect();
-    let mut head = format!(
-        "{} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nX-Forwarded-Proto: https\r\n",
-        request.method
-    );
-    if let Some(peer) = request.peer {
-        head.push_str(&format!("X-Forwarded-For: {peer}\r\n"));
+    let host = format!("127.0.0.1:{port}");
+    let peer = request.peer.map(|peer| peer.to_string());
+    let mut headers: Vec<(&str, &str)> = vec![
+        ("Host", &host),
+        ("Connection", "close"),
+        ("X-Forwarded-Proto", "https"),
+    ];
+    if let Some(peer) = &peer {
+        headers.push(("X-Forwarded-For", peer));
     }
     if let Some(host) = request.header("host") {
-        // The request parser refused control characters in header values.
-        head.push_str(&format!("X-Forwarded-Host: {host}\r\n"));
+        headers.push(("X-Forwarded-Host", host));
     }
     for (name, value) in &request.headers {
         if DROPPED_REQUEST_HEADERS.contains(&name.as_str()) || listed.contains(name) {
             continue;
         }
-        head.push_str(&format!("{name}: {value}\r\n"));
+        headers.push((name, value));
     }
-    if !body.is_empty() || !matches!(request.method.as_str(), "GET" | "HEAD") {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    head.push_str("\r\n");
-    let mut bytes = head.into_bytes();
+    let length = (!body.is_empty() || !matches!(request.method.as_str(), "GET" | "HEAD"))
+        .then_some(body.len() as u64);
+    let mut bytes = Vec::with_capacity(1024 + body.len());
+    ee_http::write_request_head(&mut bytes, &request.method, &target, headers, length)?;
     bytes.extend_from_slice(body);
-    bytes
+    Ok(bytes)
 }
 
 /// A socket whose every read stops at the exchange's deadline.
@@ -221,181 +233,61 @@ fn bad(why: impl Into<String>) -> ProxyError {
     ProxyError::BadResponse(why.into())
 }
 
-/// One CRLF- (or LF-) terminated line of at most [`MAX_LINE`] bytes.
-fn read_line<R: BufRead>(reader: &mut R) -> Result<String, ProxyError> {
-    let mut line = Vec::new();
-    reader
-        .take(MAX_LINE as u64 + 2)
-        .read_until(b'\n', &mut line)
-        .map_err(io_error)?;
-    if line.last() != Some(&b'\n') {
-        return Err(if line.len() > MAX_LINE {
-            bad(format!("a line is longer than {MAX_LINE} bytes"))
-        } else {
-            bad("the connection closed inside the header")
-        });
+/// A codec refusal as the proxy reports it.
+fn from_codec(e: ee_http::Error) -> ProxyError {
+    match e {
+        ee_http::Error::BodyTooLarge { .. } => ProxyError::TooLarge,
+        ee_http::Error::Io(e) => io_error(e),
+        ee_http::Error::Closed => bad("the connection closed inside the headers"),
+        other => bad(other.to_string()),
     }
-    line.pop();
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    String::from_utf8(line).map_err(|_| bad("a header line is not UTF-8"))
 }
 
-/// Read a response: status line, headers, body.
-pub fn read_response<R: BufRead>(reader: &mut R, head_only: bool) -> Result<Upstream, ProxyError> {
-    let status_line = read_line(reader)?;
-    let mut parts = status_line.splitn(3, ' ');
-    let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
-        return Err(bad(format!("status line {status_line:?}")));
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Err(bad(format!("status line {status_line:?}")));
+/// The codec's limits for the workload's answer.
+fn limits() -> ee_http::Limits {
+    ee_http::Limits {
+        max_start_line: MAX_STATUS_LINE,
+        max_header_bytes: MAX_HEADER_BYTES,
+        max_headers: MAX_HEADERS,
+        max_body: MAX_RESPONSE_BODY as u64,
+        ..ee_http::Limits::default()
     }
-    let status: u16 = code
-        .parse()
-        .ok()
-        .filter(|s| (100..=599).contains(s))
-        .ok_or_else(|| bad(format!("status code {code:?}")))?;
-    if status < 200 {
+}
+
+/// Read a response: status line, headers, body (with the codec, `ee-http`:
+/// a header value with a control character, a bare CR above all, is
+/// refused there, naming the header, so it cannot forge the agent's own
+/// headers).
+pub fn read_response<R: BufRead>(reader: &mut R, head_only: bool) -> Result<Upstream, ProxyError> {
+    let limits = limits();
+    let mut raw = Vec::new();
+    let head = ee_http::read_response_head(reader, &mut raw, &limits).map_err(from_codec)?;
+    if head.status < 200 {
         return Err(bad(format!(
-            "interim status {status} (upgrades and 1xx are not forwarded)"
+            "interim status {} (upgrades and 1xx are not forwarded)",
+            head.status
         )));
     }
-
-    let mut headers = Vec::new();
-    let mut length: Option<usize> = None;
-    let mut chunked = false;
-    for count in 0.. {
-        let line = read_line(reader)?;
-        if line.is_empty() {
-            break;
-        }
-        if count == MAX_HEADERS {
-            return Err(bad(format!("more than {MAX_HEADERS} header fields")));
-        }
-        if line.starts_with([' ', '\t']) {
-            return Err(bad(format!(
-                "obsolete line folding is not accepted: {line:?}"
-            )));
-        }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| bad(format!("header line without ':': {line:?}")))?;
-        check_header(name, value)?;
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            let parsed: usize = value
-                .parse()
-                .map_err(|_| bad(format!("Content-Length {value:?}")))?;
-            if length.is_some_and(|l| l != parsed) {
-                return Err(bad("conflicting Content-Length headers"));
-            }
-            length = Some(parsed);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            if !value.eq_ignore_ascii_case("chunked") {
-                return Err(bad(format!("Transfer-Encoding {value:?}")));
-            }
-            chunked = true;
-        } else if let Some(known) = FORWARDED_RESPONSE_HEADERS
-            .iter()
-            .find(|known| known.eq_ignore_ascii_case(name))
-        {
-            headers.push((*known, value.to_owned()));
-        }
-    }
-
-    let body = if head_only || status == 204 || status == 304 {
-        Vec::new()
-    } else if chunked {
-        read_chunked(reader)?
-    } else if let Some(length) = length {
-        if length > MAX_RESPONSE_BODY {
-            return Err(ProxyError::TooLarge);
-        }
-        let mut body = Vec::with_capacity(length);
-        reader
-            .take(length as u64)
-            .read_to_end(&mut body)
-            .map_err(io_error)?;
-        if body.len() < length {
-            return Err(bad(format!(
-                "the body ended after {} of {length} bytes",
-                body.len()
-            )));
-        }
-        body
-    } else {
-        // No length: the body runs to the end of the connection.
-        let mut body = Vec::new();
-        reader
-            .take(MAX_RESPONSE_BODY as u64 + 1)
-            .read_to_end(&mut body)
-            .map_err(io_error)?;
-        if body.len() > MAX_RESPONSE_BODY {
-            return Err(ProxyError::TooLarge);
-        }
-        body
-    };
+    let framing =
+        ee_http::response_framing(head_only, head.status, &head.headers).map_err(from_codec)?;
+    let body = BodyReader::new(reader, framing, &limits)
+        .and_then(|mut body| body.read_to_vec())
+        .map_err(from_codec)?;
+    let headers = head
+        .headers
+        .into_iter()
+        .filter_map(|(name, value)| {
+            FORWARDED_RESPONSE_HEADERS
+                .iter()
+                .find(|known| known.eq_ignore_ascii_case(&name))
+                .map(|known| (*known, value))
+        })
+        .collect();
     Ok(Upstream {
-        status,
+        status: head.status,
         headers,
         body,
     })
-}
-
-/// A response header field must be a token name and a value without control
-/// characters (HTAB aside): lines end at LF, so a CR left inside a value is
-/// a bare CR, which some clients take for a line break.
-fn check_header(name: &str, value: &str) -> Result<(), ProxyError> {
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if name.is_empty() || !name.bytes().all(token) {
-        return Err(bad(format!("header name {name:?} is not a token")));
-    }
-    if let Some(b) = value
-        .bytes()
-        .find(|&b| (b < b' ' && b != b'\t') || b == 0x7f)
-    {
-        let what = match b {
-            b'\r' => "a bare CR".to_owned(),
-            b'\n' => "a bare LF".to_owned(),
-            other => format!("the control character 0x{other:02x}"),
-        };
-        return Err(bad(format!(
-            "header {name} has {what} in its value; refused so that it cannot forge headers"
-        )));
-    }
-    Ok(())
-}
-
-/// A chunked body (RFC 9112 §7.1), trailers discarded.
-fn read_chunked<R: BufRead>(reader: &mut R) -> Result<Vec<u8>, ProxyError> {
-    let mut body = Vec::new();
-    loop {
-        let line = read_line(reader)?;
-        let size_text = line.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| bad(format!("chunk size {size_text:?}")))?;
-        if size == 0 {
-            // Trailer fields up to the empty line.
-            while !read_line(reader)?.is_empty() {}
-            return Ok(body);
-        }
-        if body.len().saturating_add(size) > MAX_RESPONSE_BODY {
-            return Err(ProxyError::TooLarge);
-        }
-        let before = body.len();
-        reader
-            .take(size as u64)
-            .read_to_end(&mut body)
-            .map_err(io_error)?;
-        if body.len() - before < size {
-            return Err(bad("the connection closed inside a chunk"));
-        }
-        if !read_line(reader)?.is_empty() {
-            return Err(bad("a chunk is longer than its size"));
-        }
-    }
 }
 
 #[cfg(test)]
@@ -437,7 +329,8 @@ mod tests {
             content_length: 3,
             peer: Some("192.0.2.7".parse().unwrap()),
         };
-        let text = String::from_utf8(request_bytes(&request, b"abc", "/api", 8080)).unwrap();
+        let text =
+            String::from_utf8(request_bytes(&request, b"abc", "/api", 8080).unwrap()).unwrap();
         assert_eq!(
             text,
             "POST /api?q=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nConnection: close\r\n\
@@ -534,10 +427,18 @@ mod tests {
             MAX_RESPONSE_BODY + 1
         );
         assert!(matches!(parse(big.as_bytes()), Err(ProxyError::TooLarge)));
-        let long = format!("HTTP/1.1 200 OK\r\nX: {}\r\n\r\n", "a".repeat(MAX_LINE));
+        let long = format!(
+            "HTTP/1.1 200 OK\r\nX: {}\r\n\r\n",
+            "a".repeat(MAX_HEADER_BYTES)
+        );
         assert!(parse(long.as_bytes())
             .unwrap_err()
             .to_string()
-            .contains("longer than"));
+            .contains("header section larger than 65536 bytes"));
+        let long = format!("HTTP/1.1 200 {}\r\n\r\n", "a".repeat(MAX_STATUS_LINE));
+        assert!(parse(long.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("status line longer than 8192 bytes"));
     }
 }

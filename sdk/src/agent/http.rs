@@ -1,12 +1,17 @@
 //! Just enough HTTP/1.1 for the agent API: one request per connection
 //! (`Connection: close`), bodies framed by `Content-Length`, chunked, or the
-//! end of the stream, with caps on the head and the body.
+//! end of the stream, with caps on the head and the body. Parsing, framing
+//! and writing are the shared codec's (`ee-http`), the one the agent uses.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufReader, Read, Write};
+
+use ee_http::BodyReader;
 
 use super::AgentError;
 
-/// Largest status line plus headers accepted.
+/// Longest status line accepted.
+const MAX_STATUS_LINE: usize = 8 * 1024;
+/// Largest header section accepted.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Most header lines accepted.
 const MAX_HEADERS: usize = 64;
@@ -162,12 +167,7 @@ const RESERVED_HEADERS: [&str; 5] = [
     "te",
 ];
 
-fn is_token(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
+use ee_http::is_token;
 
 impl Request<'_> {
     /// Check the method, path and headers; the error names the bad part and
@@ -208,26 +208,28 @@ impl Request<'_> {
         Ok(())
     }
 
-    /// The request's bytes.
-    fn encode(&self, endpoint: &Endpoint) -> Vec<u8> {
-        let mut head = format!(
-            "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: easyenclave/{}\r\nConnection: close\r\n",
+    /// The request's bytes (the codec checks every field again).
+    fn encode(&self, endpoint: &Endpoint) -> Result<Vec<u8>, AgentError> {
+        let authority = endpoint.authority();
+        let agent = concat!("easyenclave/", env!("CARGO_PKG_VERSION"));
+        let fixed = [
+            ("Host", authority.as_str()),
+            ("User-Agent", agent),
+            ("Connection", "close"),
+        ];
+        let bodyless = matches!(self.method, "GET" | "HEAD") && self.body.is_empty();
+        let length = (!bodyless).then_some(self.body.len() as u64);
+        let mut bytes = Vec::with_capacity(512 + self.body.len());
+        ee_http::write_request_head(
+            &mut bytes,
             self.method,
             self.path,
-            endpoint.authority(),
-            env!("CARGO_PKG_VERSION")
-        );
-        for (name, value) in self.headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        let bodyless = matches!(self.method, "GET" | "HEAD") && self.body.is_empty();
-        if !bodyless {
-            head.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
-        }
-        head.push_str("\r\n");
-        let mut bytes = head.into_bytes();
+            fixed.into_iter().chain(self.headers.iter().copied()),
+            length,
+        )
+        .map_err(|e| AgentError::Request(e.to_string()))?;
         bytes.extend_from_slice(self.body);
-        bytes
+        Ok(bytes)
     }
 }
 
@@ -248,8 +250,9 @@ pub fn exchange<S: Read + Write>(
         );
         move |error| AgentError::Io { context, error }
     };
+    let bytes = request.encode(endpoint)?;
     stream
-        .write_all(&request.encode(endpoint))
+        .write_all(&bytes)
         .and_then(|()| stream.flush())
         .map_err(io_error("sending the request"))?;
     let protocol = |problem: String| AgentError::Protocol {
@@ -257,277 +260,55 @@ pub fn exchange<S: Read + Write>(
         path: request.path.to_owned(),
         problem,
     };
-    let mut incoming = Incoming::new(stream);
-    let head = incoming
-        .read_head()
-        .map_err(io_error("reading the response"))?
-        .ok_or_else(|| protocol(format!("no end of headers within {MAX_HEAD_BYTES} bytes")))?;
-    let (status, headers) = parse_head(&head).map_err(protocol)?;
-    let framing = framing(request.method, status, &headers).map_err(protocol)?;
-    let too_large = || AgentError::TooLarge {
-        method: request.method.to_owned(),
-        path: request.path.to_owned(),
-        limit: max_body,
+    let limits = ee_http::Limits {
+        max_start_line: MAX_STATUS_LINE,
+        max_header_bytes: MAX_HEAD_BYTES,
+        max_headers: MAX_HEADERS,
+        max_body: max_body as u64,
+        max_chunk_line: MAX_CHUNK_LINE,
+        ..ee_http::Limits::default()
     };
-    let body = match framing {
-        Framing::None => Vec::new(),
-        Framing::Length(length) => {
-            if length > max_body {
-                return Err(too_large());
-            }
-            incoming
-                .read_exact_vec(length)
-                .map_err(io_error("reading the body"))?
-        }
-        Framing::Chunked => incoming
-            .read_chunked(max_body)
-            .map_err(io_error("reading the chunked body"))?
-            .map_err(|problem| match problem {
-                ChunkProblem::TooLarge => too_large(),
-                ChunkProblem::Malformed(p) => protocol(p),
-            })?,
-        Framing::UntilClose => incoming
-            .read_to_end_capped(max_body)
-            .map_err(io_error("reading the body"))?
-            .ok_or_else(too_large)?,
-    };
+    let mut reader = BufReader::new(&mut *stream);
+    let head =
+        ee_http::read_response_head(&mut reader, &mut Vec::new(), &limits).map_err(
+            |e| match e {
+                ee_http::Error::Io(error) => io_error("reading the response")(error),
+                ee_http::Error::Closed => io_error("reading the response")(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the connection closed before the response",
+                )),
+                other => protocol(other.to_string()),
+            },
+        )?;
+    // 1xx answers are never solicited: this client sends no Expect.
+    if head.status < 200 {
+        return Err(protocol(format!(
+            "status {} is not a final status code (200 to 599)",
+            head.status
+        )));
+    }
+    let framing = ee_http::response_framing(request.method == "HEAD", head.status, &head.headers)
+        .map_err(|e| protocol(e.to_string()))?;
+    let body = BodyReader::new(&mut reader, framing, &limits)
+        .and_then(|mut body| body.read_to_vec())
+        .map_err(|e| match e {
+            ee_http::Error::BodyTooLarge { .. } => AgentError::TooLarge {
+                method: request.method.to_owned(),
+                path: request.path.to_owned(),
+                limit: max_body,
+            },
+            ee_http::Error::Io(error) => io_error("reading the body")(error),
+            // A short body is a broken connection, not a malformed answer.
+            truncated @ ee_http::Error::BodyTruncated { .. } => io_error("reading the body")(
+                io::Error::new(io::ErrorKind::UnexpectedEof, truncated.to_string()),
+            ),
+            other => protocol(other.to_string()),
+        })?;
     Ok(Response {
-        status,
-        headers,
+        status: head.status,
+        headers: head.headers,
         body,
     })
-}
-
-enum Framing {
-    None,
-    Length(usize),
-    Chunked,
-    UntilClose,
-}
-
-/// How the body is delimited (RFC 9112 §6.3); ambiguous framing is refused.
-fn framing(method: &str, status: u16, headers: &[(String, String)]) -> Result<Framing, String> {
-    if method == "HEAD" || status == 204 || status == 304 {
-        return Ok(Framing::None);
-    }
-    let named = |name: &str| -> Vec<&str> {
-        headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim())
-            .collect()
-    };
-    let transfer_encodings = named("transfer-encoding");
-    let lengths = named("content-length");
-    if !transfer_encodings.is_empty() {
-        if !lengths.is_empty() {
-            return Err("both Transfer-Encoding and Content-Length".to_owned());
-        }
-        return match transfer_encodings.as_slice() {
-            [te] if te.eq_ignore_ascii_case("chunked") => Ok(Framing::Chunked),
-            _ => Err(format!(
-                "unsupported Transfer-Encoding {:?}",
-                transfer_encodings.join(", ")
-            )),
-        };
-    }
-    match lengths.as_slice() {
-        [] => Ok(Framing::UntilClose),
-        [first, rest @ ..] => {
-            if rest.iter().any(|l| l != first) {
-                return Err("conflicting Content-Length headers".to_owned());
-            }
-            if !first.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!("Content-Length {first:?} is not a number"));
-            }
-            first
-                .parse::<usize>()
-                .map(Framing::Length)
-                .map_err(|_| format!("Content-Length {first:?} is out of range"))
-        }
-    }
-}
-
-/// Status code and header fields of a response head (without the blank line).
-fn parse_head(head: &[u8]) -> Result<(u16, Vec<(String, String)>), String> {
-    let text = std::str::from_utf8(head).map_err(|_| "the head is not UTF-8".to_owned())?;
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or_default();
-    if version != "HTTP/1.1" && version != "HTTP/1.0" {
-        return Err(format!("status line {status_line:?} is not HTTP/1.x"));
-    }
-    let code = parts.next().unwrap_or_default();
-    let status = match code.parse::<u16>() {
-        Ok(status) if code.len() == 3 && (200..600).contains(&status) => status,
-        // 1xx answers are never solicited: this client sends no Expect.
-        _ => {
-            return Err(format!(
-                "status {code:?} is not a final status code (200 to 599)"
-            ))
-        }
-    };
-    let mut headers = Vec::new();
-    for line in lines {
-        if headers.len() == MAX_HEADERS {
-            return Err(format!("more than {MAX_HEADERS} header fields"));
-        }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| format!("header line {line:?} has no ':'"))?;
-        if !is_token(name) {
-            return Err(format!("header name {name:?} is not an HTTP token"));
-        }
-        headers.push((name.to_owned(), value.trim().to_owned()));
-    }
-    Ok((status, headers))
-}
-
-enum ChunkProblem {
-    TooLarge,
-    Malformed(String),
-}
-
-/// The response stream with the bytes read ahead of the parser.
-struct Incoming<'s, S> {
-    stream: &'s mut S,
-    buffer: Vec<u8>,
-}
-
-impl<'s, S: Read> Incoming<'s, S> {
-    fn new(stream: &'s mut S) -> Self {
-        Incoming {
-            stream,
-            buffer: Vec::new(),
-        }
-    }
-
-    /// Read more bytes into the buffer; false at the end of the stream.
-    fn fill(&mut self) -> io::Result<bool> {
-        let mut chunk = [0u8; 8192];
-        let n = self.stream.read(&mut chunk)?;
-        self.buffer
-            .extend_from_slice(chunk.get(..n).unwrap_or_default());
-        Ok(n > 0)
-    }
-
-    fn take_front(&mut self, n: usize) -> Vec<u8> {
-        let rest = self.buffer.split_off(n.min(self.buffer.len()));
-        std::mem::replace(&mut self.buffer, rest)
-    }
-
-    /// The head up to the blank line (which is consumed); `None` when it is
-    /// over [`MAX_HEAD_BYTES`].
-    fn read_head(&mut self) -> io::Result<Option<Vec<u8>>> {
-        loop {
-            if let Some(end) = find(&self.buffer, b"\r\n\r\n") {
-                let head = self.take_front(end);
-                self.take_front(4);
-                return Ok(Some(head));
-            }
-            if self.buffer.len() > MAX_HEAD_BYTES {
-                return Ok(None);
-            }
-            if !self.fill()? {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the connection closed before the end of the headers",
-                ));
-            }
-        }
-    }
-
-    /// One CRLF-terminated line (without the CRLF); `None` when it is over `max`.
-    fn read_line(&mut self, max: usize) -> io::Result<Option<Vec<u8>>> {
-        loop {
-            if let Some(end) = find(&self.buffer, b"\r\n") {
-                let line = self.take_front(end);
-                self.take_front(2);
-                return Ok(Some(line));
-            }
-            if self.buffer.len() > max {
-                return Ok(None);
-            }
-            if !self.fill()? {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-        }
-    }
-
-    fn read_exact_vec(&mut self, n: usize) -> io::Result<Vec<u8>> {
-        while self.buffer.len() < n {
-            if !self.fill()? {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "the connection closed after {} of {n} body bytes",
-                        self.buffer.len()
-                    ),
-                ));
-            }
-        }
-        Ok(self.take_front(n))
-    }
-
-    /// Everything until the peer closes; `None` when over `max`.
-    fn read_to_end_capped(&mut self, max: usize) -> io::Result<Option<Vec<u8>>> {
-        while self.buffer.len() <= max {
-            if !self.fill()? {
-                return Ok(Some(std::mem::take(&mut self.buffer)));
-            }
-        }
-        Ok(None)
-    }
-
-    /// A chunked body (RFC 9112 §7.1), trailers discarded.
-    fn read_chunked(&mut self, max: usize) -> io::Result<Result<Vec<u8>, ChunkProblem>> {
-        let mut body = Vec::new();
-        loop {
-            let Some(line) = self.read_line(MAX_CHUNK_LINE)? else {
-                return Ok(Err(ChunkProblem::Malformed(
-                    "chunk-size line too long".to_owned(),
-                )));
-            };
-            let line = String::from_utf8_lossy(&line);
-            let size_text = line.split(';').next().unwrap_or_default().trim();
-            let size = match usize::from_str_radix(size_text, 16) {
-                Ok(size) if !size_text.is_empty() && !size_text.starts_with('+') => size,
-                _ => {
-                    return Ok(Err(ChunkProblem::Malformed(format!(
-                        "chunk size {size_text:?} is not hexadecimal"
-                    ))))
-                }
-            };
-            if size == 0 {
-                // Trailer fields up to the blank line.
-                loop {
-                    match self.read_line(MAX_HEAD_BYTES)? {
-                        Some(trailer) if trailer.is_empty() => return Ok(Ok(body)),
-                        Some(_) => {}
-                        None => {
-                            return Ok(Err(ChunkProblem::Malformed(
-                                "trailer line too long".to_owned(),
-                            )))
-                        }
-                    }
-                }
-            }
-            if body.len().saturating_add(size) > max {
-                return Ok(Err(ChunkProblem::TooLarge));
-            }
-            body.extend(self.read_exact_vec(size)?);
-            if self.read_exact_vec(2)? != b"\r\n" {
-                return Ok(Err(ChunkProblem::Malformed(
-                    "chunk data not followed by CRLF".to_owned(),
-                )));
-            }
-        }
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]
@@ -636,7 +417,7 @@ mod tests {
         for (answer, needle) in [
             ("HTTP/2 200\r\n\r\n", "not HTTP/1.x"),
             ("HTTP/1.1 100 Continue\r\n\r\n", "not a final status"),
-            ("HTTP/1.1 200 OK\r\nbad line\r\n\r\n", "has no ':'"),
+            ("HTTP/1.1 200 OK\r\nbad line\r\n\r\n", "without ':'"),
             (
                 "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
                 "both Transfer-Encoding and Content-Length",
@@ -666,7 +447,10 @@ mod tests {
             "a".repeat(MAX_HEAD_BYTES)
         );
         let err = run("GET", &head, 100).0.unwrap_err().to_string();
-        assert!(err.contains("no end of headers"), "{err}");
+        assert!(
+            err.contains("header section larger than 16384 bytes"),
+            "{err}"
+        );
         let err = run(
             "GET",
             "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort",
