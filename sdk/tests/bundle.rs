@@ -25,28 +25,9 @@ const VECTOR: &str = include_str!("../testdata/bundle-v1.json");
 
 // ---- helpers ---------------------------------------------------------------
 
-/// Write `files` (path, content, executable) under `root`.
-fn write_tree(root: &Path, files: &[(&str, &[u8], bool)]) {
-    for (path, content, executable) in files {
-        let location = root.join(path);
-        fs::create_dir_all(location.parent().unwrap()).unwrap();
-        fs::write(&location, content).unwrap();
-        let mode = if *executable { 0o755 } else { 0o644 };
-        fs::set_permissions(&location, fs::Permissions::from_mode(mode)).unwrap();
-    }
-}
-
-fn tree(files: &[(&str, &[u8], bool)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    write_tree(dir.path(), files);
-    dir
-}
-
-const SMALL: &[(&str, &[u8], bool)] = &[
-    ("compose.yaml", b"services: {}\n", false),
-    ("bin/run.sh", b"#!/bin/sh\n", true),
-    ("images/app.tar", b"tar bytes", false),
-];
+#[path = "bundle_tree/mod.rs"]
+mod bundle_tree;
+use bundle_tree::{tree, write_tree, SMALL};
 
 /// One entry of a test zip.
 struct Entry<'a> {
