@@ -100,9 +100,12 @@ mod tests {
     fn debian_ovmf_passes_when_installed() {
         let path = Path::new("/usr/share/ovmf/OVMF.fd");
         if !path.is_file() {
-            eprintln!(
-                "skipped: {} not installed (ovmf package, scripts/install-deps)",
-                path.display()
+            ee_testkit::unavailable(
+                "tdvf: debian_ovmf_passes_when_installed",
+                &format!(
+                    "{} is not installed (Debian package ovmf; scripts/install-deps installs it)",
+                    path.display()
+                ),
             );
             return;
         }

@@ -822,7 +822,10 @@ mod tests {
     fn debian_ovmf_has_tdvf_metadata_when_installed() {
         let path = "/usr/share/ovmf/OVMF.fd";
         let Ok(fw) = std::fs::read(path) else {
-            eprintln!("skipped: {path} not installed (ovmf package, scripts/install-deps)");
+            ee_testkit::unavailable(
+                "tdvf: debian_ovmf_has_tdvf_metadata_when_installed",
+                &format!("{path} is not installed (Debian package ovmf; scripts/install-deps installs it)"),
+            );
             return;
         };
         let d = Descriptor::find(&fw).unwrap();
@@ -835,35 +838,10 @@ mod tests {
 
     // ------------------------------------------ the full parse (ee-image)
 
-    /// One section for [`tiny_firmware`]: (data_offset, raw_size, gpa,
-    /// mem_size, type, attributes).
-    type RawSection = (u32, u32, u64, u64, u32, u32);
-
-    /// BFV with MR.EXTEND, a CFV, a TD HOB and temporary memory (as in
-    /// ee-image's measure tests).
-    const TINY_SECTIONS: [RawSection; 4] = [
-        (0x4000, 0x2000, 0xffc0_0000, 0x2000, 0, 1),
-        (0x0000, 0x1000, 0xffbf_f000, 0x1000, 1, 0),
-        (0, 0, 0x80_9000, 0x2000, 2, 0),
-        (0, 0, 0x80_0000, 0x6000, 3, 0),
-    ];
-    const TINY_DESCRIPTOR_AT: usize = 0x8000;
-    const TINY_LEN: usize = 0x10000;
-
-    /// A 64 KiB image laid out as an OVMF TDVF: sections as given, descriptor
-    /// at 0x8000, and the GUIDed table (an unrelated entry, the TDX metadata
-    /// offset entry, the footer) ending 32 bytes before the end.
-    fn tiny_firmware(sections: &[RawSection]) -> Vec<u8> {
-        let length = 16 + 32 * sections.len() as u32;
-        firmware_with(
-            TINY_LEN,
-            &[
-                ([7u8; 16], vec![1, 2, 3, 4]),
-                metadata_entry(TINY_LEN, TINY_DESCRIPTOR_AT),
-            ],
-            Some((TINY_DESCRIPTOR_AT, descriptor_bytes(length, sections))),
-        )
-    }
+    // The tiny firmware is the test kit's, shared with ee-image's MRTD tests.
+    use ee_testkit::firmware::{
+        tiny_firmware, RawSection, TINY_DESCRIPTOR_AT, TINY_LEN, TINY_SECTIONS,
+    };
 
     fn parse_error(fw: &[u8]) -> String {
         TdvfMetadata::parse(fw).unwrap_err().to_string()

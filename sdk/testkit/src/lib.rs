@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod firmware;
 pub mod github_server;
 pub mod oidc_signer;
 mod unavailable;
