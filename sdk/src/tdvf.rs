@@ -645,8 +645,8 @@ mod tests {
         entries: &[([u8; 16], Vec<u8>)],
         descriptor_at: Option<usize>,
     ) -> Vec<u8> {
-        let descriptor = descriptor_at.map(|at| (at, descriptor_bytes(32, &[])));
-        firmware_with(size, entries, descriptor)
+        let header = descriptor_at.map(|at| (at, descriptor(32, &[])));
+        firmware_with(size, entries, header)
     }
 
     /// A firmware of `size` bytes: the `descriptor` bytes at their offset when
@@ -673,23 +673,6 @@ mod tests {
         }
         out.extend_from_slice(&table);
         out
-    }
-
-    /// A "TDVF" descriptor, version 1, with the `length` field given.
-    fn descriptor_bytes(length: u32, sections: &[RawSection]) -> Vec<u8> {
-        let mut d = TDVF_SIGNATURE.to_vec();
-        d.extend_from_slice(&length.to_le_bytes());
-        d.extend_from_slice(&1u32.to_le_bytes());
-        d.extend_from_slice(&(sections.len() as u32).to_le_bytes());
-        for &(off, raw, gpa, size, kind, attr) in sections {
-            d.extend_from_slice(&off.to_le_bytes());
-            d.extend_from_slice(&raw.to_le_bytes());
-            d.extend_from_slice(&gpa.to_le_bytes());
-            d.extend_from_slice(&size.to_le_bytes());
-            d.extend_from_slice(&kind.to_le_bytes());
-            d.extend_from_slice(&attr.to_le_bytes());
-        }
-        d
     }
 
     /// The TDVF metadata table entry for a descriptor at `descriptor_at` in a
@@ -840,7 +823,7 @@ mod tests {
 
     // The tiny firmware is the test kit's, shared with ee-image's MRTD tests.
     use ee_testkit::firmware::{
-        tiny_firmware, RawSection, TINY_DESCRIPTOR_AT, TINY_LEN, TINY_SECTIONS,
+        descriptor, tiny_firmware, RawSection, TINY_DESCRIPTOR_AT, TINY_LEN, TINY_SECTIONS,
     };
 
     fn parse_error(fw: &[u8]) -> String {

@@ -35,18 +35,11 @@ pub fn guid(text: &str) -> [u8; 16] {
     g
 }
 
-/// A 64 KiB image laid out as an OVMF TDVF: a byte pattern in the BFV's
-/// pages, the descriptor (version 1, `sections` as given) at
-/// [`TINY_DESCRIPTOR_AT`], and the GUIDed table (an unrelated entry, the TDX
-/// metadata offset entry, the footer) ending 32 bytes before the end.
-pub fn tiny_firmware(sections: &[RawSection]) -> Vec<u8> {
-    let mut fw = vec![0u8; TINY_LEN];
-    for (i, b) in fw[0x4000..0x6000].iter_mut().enumerate() {
-        *b = (i * 7 + 3) as u8;
-    }
-    fw[..16].copy_from_slice(b"test variables..");
+/// A "TDVF" descriptor, version 1, with the `length` field given (honest:
+/// `16 + 32 * sections.len()`) and `sections` in order.
+pub fn descriptor(length: u32, sections: &[RawSection]) -> Vec<u8> {
     let mut d = b"TDVF".to_vec();
-    d.extend_from_slice(&(16 + 32 * sections.len() as u32).to_le_bytes());
+    d.extend_from_slice(&length.to_le_bytes());
     d.extend_from_slice(&1u32.to_le_bytes());
     d.extend_from_slice(&(sections.len() as u32).to_le_bytes());
     for &(off, raw, gpa, size, kind, attr) in sections {
@@ -57,6 +50,20 @@ pub fn tiny_firmware(sections: &[RawSection]) -> Vec<u8> {
         d.extend_from_slice(&kind.to_le_bytes());
         d.extend_from_slice(&attr.to_le_bytes());
     }
+    d
+}
+
+/// A 64 KiB image laid out as an OVMF TDVF: a byte pattern in the BFV's
+/// pages, the descriptor (version 1, `sections` as given) at
+/// [`TINY_DESCRIPTOR_AT`], and the GUIDed table (an unrelated entry, the TDX
+/// metadata offset entry, the footer) ending 32 bytes before the end.
+pub fn tiny_firmware(sections: &[RawSection]) -> Vec<u8> {
+    let mut fw = vec![0u8; TINY_LEN];
+    for (i, b) in fw[0x4000..0x6000].iter_mut().enumerate() {
+        *b = (i * 7 + 3) as u8;
+    }
+    fw[..16].copy_from_slice(b"test variables..");
+    let d = descriptor(16 + 32 * sections.len() as u32, sections);
     fw[TINY_DESCRIPTOR_AT..TINY_DESCRIPTOR_AT + d.len()].copy_from_slice(&d);
 
     let mut table = Vec::new();
