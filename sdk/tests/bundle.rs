@@ -13,7 +13,6 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use base64::Engine as _;
 use easyenclave::bundle::{
     digest_dir, digest_dir_with_limits, extract_zip, zip_dir, zip_dir_with_manifest,
     BundleManifest, Limits,
@@ -27,7 +26,7 @@ const VECTOR: &str = include_str!("../testdata/bundle-v1.json");
 
 #[path = "bundle_tree/mod.rs"]
 mod bundle_tree;
-use bundle_tree::{tree, write_tree, SMALL};
+use bundle_tree::{tree, vector_tree, write_tree, SMALL};
 
 /// One entry of a test zip.
 struct Entry<'a> {
@@ -167,21 +166,7 @@ fn noise(len: usize) -> Vec<u8> {
 
 #[test]
 fn digest_matches_the_independent_vector() {
-    let vector: serde_json::Value = serde_json::from_str(VECTOR).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    for f in vector["files"].as_array().unwrap() {
-        let content = base64::engine::general_purpose::STANDARD
-            .decode(f["content_base64"].as_str().unwrap())
-            .unwrap();
-        write_tree(
-            dir.path(),
-            &[(
-                f["path"].as_str().unwrap(),
-                &content,
-                f["executable"].as_bool().unwrap(),
-            )],
-        );
-    }
+    let (vector, dir) = vector_tree(VECTOR);
     let manifest = digest_dir(dir.path()).unwrap();
     assert_eq!(
         easyenclave::canonical::to_string(&manifest).unwrap(),

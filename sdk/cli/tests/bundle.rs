@@ -5,14 +5,13 @@
 use std::fs;
 use std::process::{Command, Output};
 
-use base64::Engine as _;
 use easyenclave::bundle::{digest_dir, zip_dir};
 
 const VECTOR: &str = include_str!("../../testdata/bundle-v1.json");
 
 #[path = "../../tests/bundle_tree/mod.rs"]
 mod bundle_tree;
-use bundle_tree::{tree, write_tree, SMALL};
+use bundle_tree::{tree, vector_tree, SMALL};
 
 fn ee(args: &[&std::ffi::OsStr]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ee"))
@@ -27,21 +26,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn digest_prints_the_vector_digest() {
-    let vector: serde_json::Value = serde_json::from_str(VECTOR).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    for f in vector["files"].as_array().unwrap() {
-        let content = base64::engine::general_purpose::STANDARD
-            .decode(f["content_base64"].as_str().unwrap())
-            .unwrap();
-        write_tree(
-            dir.path(),
-            &[(
-                f["path"].as_str().unwrap(),
-                &content,
-                f["executable"].as_bool().unwrap(),
-            )],
-        );
-    }
+    let (vector, dir) = vector_tree(VECTOR);
     let out = ee(&["bundle".as_ref(), "digest".as_ref(), dir.path().as_os_str()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(

@@ -1,6 +1,8 @@
 //! Bundle directories for tests: files with their modes, written under a
 //! fresh temporary directory. Shared by sdk/tests/bundle.rs and the `ee
 //! bundle` tests in sdk/cli/tests/bundle.rs.
+// Each test binary that includes this module uses part of it.
+#![allow(dead_code)]
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
@@ -30,3 +32,25 @@ pub const SMALL: &[(&str, &[u8], bool)] = &[
     ("bin/run.sh", b"#!/bin/sh\n", true),
     ("images/app.tar", b"tar bytes", false),
 ];
+
+/// The bundle-v1 vector (`sdk/testdata/bundle-v1.json`, passed in as text)
+/// and a temporary directory holding its files.
+pub fn vector_tree(vector_json: &str) -> (serde_json::Value, tempfile::TempDir) {
+    use base64::Engine as _;
+    let vector: serde_json::Value = serde_json::from_str(vector_json).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for f in vector["files"].as_array().unwrap() {
+        let content = base64::engine::general_purpose::STANDARD
+            .decode(f["content_base64"].as_str().unwrap())
+            .unwrap();
+        write_tree(
+            dir.path(),
+            &[(
+                f["path"].as_str().unwrap(),
+                &content,
+                f["executable"].as_bool().unwrap(),
+            )],
+        );
+    }
+    (vector, dir)
+}
