@@ -9,14 +9,6 @@ use ee_http::BodyReader;
 
 use super::AgentError;
 
-/// Longest status line accepted.
-const MAX_STATUS_LINE: usize = 8 * 1024;
-/// Largest header section accepted.
-const MAX_HEAD_BYTES: usize = 16 * 1024;
-/// Most header lines accepted.
-const MAX_HEADERS: usize = 64;
-/// Longest chunk-size line (hex digits and extensions).
-const MAX_CHUNK_LINE: usize = 1024;
 /// Largest excerpt of an error body quoted in an error.
 const MAX_REASON_CHARS: usize = 300;
 
@@ -260,12 +252,9 @@ pub fn exchange<S: Read + Write>(
         path: request.path.to_owned(),
         problem,
     };
+    // The codec's head and chunk limits; only the body cap is the caller's.
     let limits = ee_http::Limits {
-        max_start_line: MAX_STATUS_LINE,
-        max_header_bytes: MAX_HEAD_BYTES,
-        max_headers: MAX_HEADERS,
         max_body: max_body as u64,
-        max_chunk_line: MAX_CHUNK_LINE,
         ..ee_http::Limits::default()
     };
     let mut reader = BufReader::new(&mut *stream);
@@ -444,7 +433,7 @@ mod tests {
         }
         let head = format!(
             "HTTP/1.1 200 OK\r\nX: {}\r\n\r\n",
-            "a".repeat(MAX_HEAD_BYTES)
+            "a".repeat(ee_http::Limits::default().max_header_bytes)
         );
         let err = run("GET", &head, 100).0.unwrap_err().to_string();
         assert!(
