@@ -30,8 +30,6 @@ use crate::http::Request;
 pub const PREFIX: &str = "/app";
 /// Largest response body forwarded.
 pub const MAX_RESPONSE_BODY: usize = 8 * 1024 * 1024;
-/// Longest status line read from the workload.
-const MAX_STATUS_LINE: usize = 8 * 1024;
 /// Largest response header section.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Most response header fields.
@@ -245,8 +243,9 @@ fn from_codec(e: ee_http::Error) -> ProxyError {
 
 /// The codec's limits for the workload's answer.
 fn limits() -> ee_http::Limits {
+    // The status line and chunk limits are the codec's; a workload may send
+    // a larger header section and a larger body than an API client.
     ee_http::Limits {
-        max_start_line: MAX_STATUS_LINE,
         max_header_bytes: MAX_HEADER_BYTES,
         max_headers: MAX_HEADERS,
         max_body: MAX_RESPONSE_BODY as u64,
@@ -435,7 +434,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("header section larger than 65536 bytes"));
-        let long = format!("HTTP/1.1 200 {}\r\n\r\n", "a".repeat(MAX_STATUS_LINE));
+        let long = format!(
+            "HTTP/1.1 200 {}\r\n\r\n",
+            "a".repeat(ee_http::Limits::default().max_start_line)
+        );
         assert!(parse(long.as_bytes())
             .unwrap_err()
             .to_string()
